@@ -1,0 +1,7 @@
+"""skebm: energy-based density estimation for scikit-learn."""
+
+from ._score_matching import ScoreMatchingDensity
+
+__version__ = "0.1.0"
+
+__all__ = ["ScoreMatchingDensity"]

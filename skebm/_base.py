@@ -1,0 +1,532 @@
+"""The shared base estimator (layer A): validation, the fit template, and
+score / score_samples / sample / unnormalized_score_samples, written once."""
+
+import copy
+import math
+import numbers
+import warnings
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._torch_utils import (
+    EVAL_CHUNK_SIZE,
+    draw_seed,
+    make_generator,
+    numpy_dtype_for,
+    resolve_device,
+    to_numpy,
+    torch_dtype_for,
+)
+from ._training import train_minibatch
+from .energies import ACTIVATIONS, MLPEnergy, QuadraticEnergy
+from .partition import (
+    log_partition_ais,
+    log_partition_gaussian,
+    log_partition_quadrature,
+)
+from .samplers import mala, sample_gaussian
+
+# Rows of the training data kept to start sampling chains "from data".
+_N_INIT_POINTS = 1000
+# AIS starts from the data's Gaussian widened by this factor (in std): a base
+# broader than the target keeps the importance weights' variance finite.
+_AIS_BASE_WIDENING = 1.5
+
+
+class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
+    """Base class of the continuous energy-based density estimators.
+
+    A family fills small hooks: :meth:`_objective` (the training loss bound
+    to its hyperparameters) and optionally :meth:`_closed_form_fit` (an exact
+    solve where the objective is quadratic or convex). Fitting, log Z,
+    sampling and scoring are shared.
+    """
+
+    # Energy names a family accepts as strings; subclasses may narrow or widen.
+    _energy_names = ("mlp", "quadratic")
+
+    _parameter_constraints: dict = {
+        "energy": [StrOptions({"mlp", "quadratic"}), torch.nn.Module, None],
+        "hidden_layer_sizes": [
+            "array-like",
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
+        "log_partition_method": [
+            StrOptions({"auto", "closed_form", "quadrature", "ais"})
+        ],
+        "n_ais_chains": [Interval(Integral, 2, None, closed="left")],
+        "n_ais_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_sampling_steps": [Interval(Integral, 0, None, closed="left")],
+        "sampling_init": [StrOptions({"data", "noise"})],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    @abstractmethod
+    def __init__(
+        self,
+        *,
+        energy=None,
+        hidden_layer_sizes=(128, 128),
+        activation="softplus",
+        alpha=1e-4,
+        batch_size=256,
+        learning_rate_init=1e-3,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=True,
+        validation_fraction=0.1,
+        warm_start=False,
+        log_partition_method="auto",
+        n_ais_chains=512,
+        n_ais_steps=300,
+        n_sampling_steps=500,
+        sampling_init="data",
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
+        self.energy = energy
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.warm_start = warm_start
+        self.log_partition_method = log_partition_method
+        self.n_ais_chains = n_ais_chains
+        self.n_ais_steps = n_ais_steps
+        self.n_sampling_steps = n_sampling_steps
+        self.sampling_init = sampling_init
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ hooks
+    @abstractmethod
+    def _objective(self):
+        """Return ``objective(energy, x, *, generator) -> scalar`` to minimize."""
+
+    def _closed_form_fit(self, energy, X, *, device, dtype):
+        """Solve exactly where possible; return a TrainingResult, or None to train."""
+        return None
+
+    def _validate_fit_data(self, X):
+        """Family-specific checks of validated training data (e.g. a domain)."""
+        return X
+
+    def _outside_support(self, X):
+        """Boolean mask of rows with zero density, or None (support is all R^d)."""
+        return None
+
+    def _sampling_constraint(self):
+        """``contains(x_tensor) -> bool tensor`` for MALA, or None."""
+        return None
+
+    # ------------------------------------------------------------ validation
+    def _validate_X(self, X, *, reset):
+        return validate_data(
+            self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
+        )
+
+    def _check_fit_X(self, X):
+        X = validate_data(
+            self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
+        )
+        variances = X.var(axis=0)
+        scale = np.abs(X).max(axis=0)
+        constant = np.flatnonzero(variances <= (1e-12 * np.maximum(scale, 1.0)) ** 2)
+        if constant.size:
+            raise ValueError(
+                f"{type(self).__name__} cannot fit a density to constant feature(s) "
+                f"{constant.tolist()[:10]}: the density would be degenerate there. "
+                "Drop them (e.g. sklearn.feature_selection.VarianceThreshold) "
+                "before fitting."
+            )
+        return self._validate_fit_data(X)
+
+    # ---------------------------------------------------------------- energy
+    def _build_energy(self, n_features, *, seed, device, dtype):
+        """A fresh energy module (or a deep copy of the user's one)."""
+        if self.warm_start and hasattr(self, "energy_"):
+            if self.n_features_in_ == n_features:
+                return copy.deepcopy(self.energy_).to(device=device, dtype=dtype)
+        spec = "mlp" if self.energy is None else self.energy
+        if isinstance(spec, torch.nn.Module):
+            energy = copy.deepcopy(spec).to(device=device, dtype=dtype)
+        elif spec not in self._energy_names:
+            raise ValueError(
+                f"energy={spec!r} is not available for {type(self).__name__}; "
+                f"choose one of {list(self._energy_names)} or pass a torch.nn.Module."
+            )
+        else:
+            generator = make_generator(seed, "cpu")
+            energy = self._make_named_energy(spec, n_features, generator)
+            energy = energy.to(device=device, dtype=dtype)
+        return energy
+
+    def _make_named_energy(self, name, n_features, generator):
+        if name == "mlp":
+            sizes = self.hidden_layer_sizes
+            if isinstance(sizes, numbers.Integral):
+                sizes = (sizes,)
+            sizes = tuple(int(s) for s in sizes)
+            if any(s < 1 for s in sizes):
+                raise ValueError(
+                    "hidden_layer_sizes must be positive, got "
+                    f"{self.hidden_layer_sizes}."
+                )
+            return MLPEnergy(n_features, sizes, self.activation, generator=generator)
+        if name == "quadratic":
+            return QuadraticEnergy(n_features)
+        raise ValueError(f"Unknown energy {name!r}.")  # pragma: no cover
+
+    @staticmethod
+    def _check_energy_output(energy, X, *, device, dtype):
+        x = torch.as_tensor(X[:2], device=device, dtype=dtype)
+        with torch.no_grad():
+            out = energy(x)
+        if not isinstance(out, torch.Tensor) or out.shape != (x.shape[0],):
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ValueError(
+                "The energy module must map a tensor of shape (n_samples, "
+                f"n_features) to one of shape (n_samples,); got {tuple(shape)} "
+                f"for input {tuple(x.shape)}."
+            )
+
+    # ------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the energy to the data.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data. float32 input is fitted in float32, anything else
+            in float64.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        # A failed fit (bad input, divergence) leaves the estimator as it was.
+        snapshot = dict(self.__dict__)
+        try:
+            return self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+
+    def _fit(self, X):
+        X = self._check_fit_X(X)
+        n_samples, n_features = X.shape
+        device = resolve_device(self.device)
+        dtype = torch_dtype_for(X.dtype)
+        rng = check_random_state(self.random_state)
+        seed_init, seed_train, seed_log_z = (draw_seed(rng) for _ in range(3))
+
+        energy = self._build_energy(
+            n_features, seed=seed_init, device=device, dtype=dtype
+        )
+        self._check_energy_output(energy, X, device=device, dtype=dtype)
+        result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
+        if result is None:
+            result = train_minibatch(
+                energy,
+                self._objective(),
+                X,
+                batch_size=self.batch_size,
+                learning_rate_init=self.learning_rate_init,
+                alpha=self.alpha,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                n_iter_no_change=self.n_iter_no_change,
+                early_stopping=self.early_stopping,
+                validation_fraction=self.validation_fraction,
+                seed=seed_train,
+                device=device,
+                dtype=dtype,
+                verbose=self.verbose,
+                name=type(self).__name__,
+            )
+        energy.eval()
+        summary = self._data_summary(X, rng)
+        log_z, log_z_std, method = self._estimate_log_partition(
+            energy, summary, seed=seed_log_z, device=device, dtype=dtype
+        )
+        if not math.isfinite(log_z):
+            raise ValueError(
+                f"The fitted energy is not normalizable: log Z estimated by {method} "
+                f"is {log_z}. Try a larger alpha, fewer epochs, or standardized data."
+            )
+        if self.verbose:
+            print(f"log Z = {log_z:.6f} +/- {log_z_std:.2g} ({method})")
+
+        self.energy_ = energy.to("cpu")
+        self.loss_curve_ = result.loss_curve
+        self.validation_loss_curve_ = (
+            result.validation_loss_curve if self.early_stopping else None
+        )
+        self.best_loss_ = result.best_loss
+        self.n_iter_ = result.n_iter
+        self.log_partition_ = log_z
+        self.log_partition_std_ = log_z_std
+        self.log_partition_method_ = method
+        self._fit_summary = summary
+        self._fit_dtype = dtype
+
+        if not result.converged:
+            warnings.warn(
+                f"{type(self).__name__}: maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet. Increase "
+                "max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return self
+
+    def _data_summary(self, X, rng):
+        """Statistics of the data kept for log Z and sampling (CPU, numpy)."""
+        Xd = np.asarray(X, dtype=np.float64)
+        mean = Xd.mean(0)
+        cov = np.atleast_2d(np.cov(Xd, rowvar=False, bias=True))
+        cov = cov + 1e-6 * np.trace(cov) / len(mean) * np.eye(len(mean))
+        n_init = min(_N_INIT_POINTS, len(Xd))
+        init = Xd[rng.choice(len(Xd), n_init, replace=False)]
+        return {
+            "mean": mean,
+            "covariance": cov,
+            "lower": Xd.min(0),
+            "upper": Xd.max(0),
+            "init_points": init,
+        }
+
+    # ----------------------------------------------------------------- log Z
+    def _estimate_log_partition(self, energy, summary, *, seed, device, dtype):
+        method = self.log_partition_method
+        d = summary["mean"].shape[0]
+        if method == "auto":
+            if isinstance(energy, QuadraticEnergy):
+                method = "closed_form"
+            elif d <= 2:
+                method = "quadrature"
+            else:
+                method = "ais"
+        if method == "closed_form":
+            if not isinstance(energy, QuadraticEnergy):
+                raise ValueError(
+                    "log_partition_method='closed_form' needs energy='quadratic'; "
+                    "use 'quadrature' (d <= 2), 'ais' or 'auto'."
+                )
+            with torch.no_grad():
+                log_z, std = log_partition_gaussian(energy.precision().double())
+            return log_z, std, method
+        # Numerical methods run in float64: log Z is a sum of many terms.
+        energy64 = copy.deepcopy(energy).to(dtype=torch.float64)
+        mean = torch.as_tensor(summary["mean"], device=device, dtype=torch.float64)
+        if method == "quadrature":
+            if d > 2:
+                raise ValueError(
+                    f"log_partition_method='quadrature' is only available for "
+                    f"n_features <= 2, got {d}; use 'ais'."
+                )
+            lower = torch.as_tensor(
+                summary["lower"], device=device, dtype=torch.float64
+            )
+            upper = torch.as_tensor(
+                summary["upper"], device=device, dtype=torch.float64
+            )
+            span = torch.clamp(upper - lower, min=1e-12)
+            log_z, std = log_partition_quadrature(energy64, lower - span, upper + span)
+            return log_z, std, method
+        cov = torch.as_tensor(summary["covariance"], device=device, dtype=torch.float64)
+        generator = make_generator(seed, device)
+        log_z, std = log_partition_ais(
+            energy64,
+            mean,
+            cov * _AIS_BASE_WIDENING**2,
+            n_chains=self.n_ais_chains,
+            n_steps=self.n_ais_steps,
+            generator=generator,
+        )
+        return log_z, std, method
+
+    # -------------------------------------------------------------- scoring
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "energy_") and hasattr(self, "log_partition_")
+
+    def _eval_negative_energy(self, X):
+        device = resolve_device(self.device, strict=False)
+        dtype = self._fit_dtype
+        # Scoring must not mutate the fitted model (threads may share it).
+        energy = (
+            self.energy_
+            if device.type == "cpu"
+            else copy.deepcopy(self.energy_).to(device)
+        )
+        out = np.empty(X.shape[0], dtype=numpy_dtype_for(dtype))
+        with torch.no_grad():
+            for start in range(0, X.shape[0], EVAL_CHUNK_SIZE):
+                xb = torch.as_tensor(
+                    X[start : start + EVAL_CHUNK_SIZE], device=device, dtype=dtype
+                )
+                out[start : start + EVAL_CHUNK_SIZE] = to_numpy(-energy(xb))
+        return out
+
+    def unnormalized_score_samples(self, X):
+        """Unnormalized log-density ``-E(x)`` of each sample.
+
+        Equal to :meth:`score_samples` plus ``log_partition_``; needs no
+        estimate of log Z, so it is exact.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        neg_energy : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._masked(X, self._eval_negative_energy(X))
+
+    def _masked(self, X, values):
+        outside = self._outside_support(X)
+        if outside is not None and outside.any():
+            values = values.copy()
+            values[outside] = -np.inf
+        return values
+
+    def score_samples(self, X):
+        """Log-density of each sample, normalized with ``log_partition_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            ``-E(x) - log_partition_``; ``-inf`` outside the support.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        return self._masked(X, self._eval_negative_energy(X) - self.log_partition_)
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (as ``GaussianMixture.score``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    # -------------------------------------------------------------- sampling
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted density.
+
+        Quadratic energies are sampled exactly. Other energies run
+        ``n_sampling_steps`` MALA steps (step size adapted during the first
+        half) from ``sampling_init``: ``"data"`` starts the chains at training
+        points, ``"noise"`` at draws from the data's Gaussian. Few steps give
+        short-run, non-convergent samples; more steps approach equilibrium.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draw.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+            raise ValueError(
+                f"n_samples must be a positive integer, got {n_samples!r}."
+            )
+        rng = check_random_state(random_state)
+        seed = draw_seed(rng)
+        device = resolve_device(self.device, strict=False)
+        dtype = self._fit_dtype
+        generator = make_generator(seed, device)
+        energy = copy.deepcopy(self.energy_).to(device)
+        summary = self._fit_summary
+        if isinstance(energy, QuadraticEnergy) and self._sampling_constraint() is None:
+            with torch.no_grad():
+                precision = energy.precision()
+                covariance = torch.linalg.inv(precision)
+                covariance = 0.5 * (covariance + covariance.T)
+                x = sample_gaussian(
+                    energy.mean, covariance, int(n_samples), generator=generator
+                )
+            return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
+        if self.sampling_init == "data":
+            init = summary["init_points"]
+            idx = rng.randint(len(init), size=n_samples)
+            x0 = torch.as_tensor(init[idx], device=device, dtype=dtype)
+        else:
+            mean = torch.as_tensor(summary["mean"], device=device, dtype=dtype)
+            cov = torch.as_tensor(summary["covariance"], device=device, dtype=dtype)
+            x0 = sample_gaussian(mean, cov, int(n_samples), generator=generator)
+            contains = self._sampling_constraint()
+            if contains is not None:
+                x0 = self._project_into_support(x0)
+        scale = float(np.mean(np.diag(summary["covariance"])))
+        x, _, _ = mala(
+            energy,
+            x0,
+            n_steps=self.n_sampling_steps,
+            step_size=0.05 * scale,
+            generator=generator,
+            contains=self._sampling_constraint(),
+        )
+        return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
+
+    def _project_into_support(self, x):
+        return x
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags

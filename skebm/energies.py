@@ -1,0 +1,180 @@
+"""Energy modules: ``forward(x) -> E(x)`` of shape ``(n,)`` (layer C).
+
+p(x) = exp(-E(x)) / Z. Every module here is an ``nn.Module`` built as
+``Energy(n_features, ...)``, twice differentiable in ``x`` (score matching
+needs second derivatives) and picklable.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "ACTIVATIONS",
+    "LinearInParametersEnergy",
+    "MLPEnergy",
+    "QuadraticEnergy",
+]
+
+# Only smooth activations: score matching differentiates E twice in x, and a
+# ReLU network has a zero Hessian almost everywhere.
+ACTIVATIONS = {
+    "softplus": F.softplus,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+    "silu": F.silu,
+    "gelu": F.gelu,
+}
+
+# Smallest curvature of the confining quadratic of MLPEnergy: keeps exp(-E)
+# integrable whatever the network learns (a std of 10 on standardized data).
+_MIN_CONFINEMENT = 1e-2
+
+
+def _init_linear(layer, generator):
+    # nn.Linear's own initialisation, drawn from ``generator`` so that
+    # building a module never touches torch's global RNG.
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+    bound = 1.0 / math.sqrt(layer.weight.shape[1])
+    nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
+
+
+class MLPEnergy(nn.Module):
+    """A multilayer perceptron energy with a confining quadratic.
+
+    .. math::
+        E(x) = f_\\theta(x) + \\tfrac12 \\sum_j c_j (x_j - m_j)^2,
+        \\quad c_j = \\operatorname{softplus}(\\rho_j) + 10^{-2}
+
+    The network ``f`` uses smooth activations, so it grows at most linearly;
+    the learned diagonal quadratic (curvature at least ``1e-2``) therefore keeps
+    ``exp(-E)`` integrable, so that log Z is finite for every parameter value.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension.
+    hidden_layer_sizes : tuple of int, default=(128, 128)
+        Widths of the hidden layers.
+    activation : {"softplus", "tanh", "sigmoid", "silu", "gelu"}, default="softplus"
+        Hidden activation (smooth, for second derivatives).
+    generator : torch.Generator, default=None
+        Source of the initial weights.
+    """
+
+    def __init__(
+        self,
+        n_features,
+        hidden_layer_sizes=(128, 128),
+        activation="softplus",
+        generator=None,
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation={activation!r} is not one of {sorted(ACTIVATIONS)}."
+            )
+        self.n_features = n_features
+        self.hidden_layer_sizes = tuple(hidden_layer_sizes)
+        self.activation = activation
+        sizes = (n_features, *self.hidden_layer_sizes, 1)
+        # skip_init: nn.Linear's own initialisation would draw from torch's
+        # global RNG; ours draws from ``generator`` below.
+        self.layers = nn.ModuleList(
+            nn.utils.skip_init(nn.Linear, a, b)
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        self.center = nn.Parameter(torch.zeros(n_features))
+        # softplus(rho) + 1e-2 = 1 at initialisation: a standard normal base.
+        self.confinement_raw = nn.Parameter(
+            torch.full((n_features,), math.log(math.expm1(1.0 - _MIN_CONFINEMENT)))
+        )
+        for layer in self.layers:
+            _init_linear(layer, generator)
+
+    def confinement(self):
+        return F.softplus(self.confinement_raw) + _MIN_CONFINEMENT
+
+    def forward(self, x):
+        act = ACTIVATIONS[self.activation]
+        h = x
+        for layer in self.layers[:-1]:
+            h = act(layer(h))
+        out = self.layers[-1](h).squeeze(-1)
+        quad = 0.5 * ((x - self.center) ** 2 * self.confinement()).sum(-1)
+        return out + quad
+
+
+class QuadraticEnergy(nn.Module):
+    """Gaussian energy ``E(x) = 1/2 (x - mean)^T P (x - mean)``.
+
+    The precision ``P = L L^T`` is parametrized by a lower-triangular ``L``
+    with a positive (exponentiated) diagonal, so it is symmetric positive
+    definite for every parameter value. ``exp(-E)`` integrates to
+    ``(2 pi)^{d/2} det(P)^{-1/2}`` (see ``skebm.partition.log_partition_gaussian``).
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension.
+    generator : torch.Generator, default=None
+        Unused (the initial value is the standard normal); kept for a uniform
+        constructor signature.
+    """
+
+    def __init__(self, n_features, generator=None):
+        super().__init__()
+        self.n_features = n_features
+        self.mean = nn.Parameter(torch.zeros(n_features))
+        self.chol_offdiag = nn.Parameter(torch.zeros(n_features, n_features))
+        self.chol_logdiag = nn.Parameter(torch.zeros(n_features))
+
+    def cholesky_factor(self):
+        tril = torch.tril(self.chol_offdiag, diagonal=-1)
+        return tril + torch.diag(torch.exp(self.chol_logdiag))
+
+    def precision(self):
+        chol = self.cholesky_factor()
+        return chol @ chol.T
+
+    @torch.no_grad()
+    def set_gaussian(self, mean, precision):
+        """Set the parameters from a mean and an SPD precision matrix."""
+        chol = torch.linalg.cholesky(precision.to(self.mean.dtype))
+        self.mean.copy_(mean)
+        self.chol_offdiag.copy_(torch.tril(chol, diagonal=-1))
+        self.chol_logdiag.copy_(torch.log(torch.diagonal(chol)))
+
+    def forward(self, x):
+        z = (x - self.mean) @ self.cholesky_factor()
+        return 0.5 * (z * z).sum(-1)
+
+
+class LinearInParametersEnergy(nn.Module):
+    """Base class for energies linear in their parameters: ``E(x) = t(x)^T theta``.
+
+    Exponential families (polynomial energies, Gaussians, ...) have this form,
+    and for them the score matching objective is quadratic in ``theta``, so
+    :class:`~skebm.ScoreMatchingDensity` solves it in closed form. Subclasses
+    implement :meth:`statistics` (twice differentiable in ``x``) and call
+    ``super().__init__(n_statistics)``. The user is responsible for
+    ``exp(-E)`` being integrable at the solution (e.g. a leading even-degree
+    term with a positive coefficient).
+
+    Parameters
+    ----------
+    n_statistics : int
+        Length of ``t(x)``.
+    """
+
+    def __init__(self, n_statistics):
+        super().__init__()
+        self.theta = nn.Parameter(torch.zeros(n_statistics))
+
+    def statistics(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x):
+        return self.statistics(x) @ self.theta

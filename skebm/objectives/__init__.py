@@ -1,0 +1,18 @@
+"""Training objectives: pure torch functions ``(energy, x, *, generator, ...) -> loss``.
+
+One module an objective. Each returns the per-sample mean of its loss over the
+batch ``x`` as a scalar tensor that can be differentiated in the energy's
+parameters.
+"""
+
+from .score_matching import (
+    energy_gradient,
+    exact_score_matching_loss,
+    solve_linear_score_matching,
+)
+
+__all__ = [
+    "energy_gradient",
+    "exact_score_matching_loss",
+    "solve_linear_score_matching",
+]

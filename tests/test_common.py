@@ -1,0 +1,24 @@
+"""scikit-learn's common estimator checks on every public estimator."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skebm import ScoreMatchingDensity
+
+# Small networks and few epochs: the checks are about the API, not accuracy.
+FAST = dict(
+    hidden_layer_sizes=(8,),
+    max_iter=3,
+    n_ais_chains=32,
+    n_ais_steps=20,
+    n_sampling_steps=10,
+)
+
+ESTIMATORS = [
+    ScoreMatchingDensity(**FAST),
+    ScoreMatchingDensity(energy="quadratic"),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
