@@ -34,11 +34,45 @@ from .partition import (
 )
 from .samplers import mala, sample_gaussian
 
+
+
+class InconsistentVersionWarning(UserWarning):
+    """A fitted skebm estimator was unpickled with another skebm release.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str
+        The release that pickled the estimator.
+    current_version : str
+        The release that loads it.
+    """
+
+    def __init__(self, *, estimator_name, original_version, current_version):
+        self.estimator_name = estimator_name
+        self.original_version = original_version
+        self.current_version = current_version
+
+    def __str__(self):
+        return (
+            f"Trying to unpickle estimator {self.estimator_name} from skebm version "
+            f"{self.original_version} when using version {self.current_version}. "
+            "This might lead to breaking code or invalid results. Use at your own "
+            "risk; refit the estimator with this version if you can."
+        )
+
+
 # Rows of the training data kept to start sampling chains "from data".
 _N_INIT_POINTS = 1000
 # AIS starts from the data's Gaussian widened by this factor (in std): a base
 # broader than the target keeps the importance weights' variance finite.
 _AIS_BASE_WIDENING = 1.5
+
+
+def _skebm_version():
+    from . import __version__
+
+    return __version__
 
 
 class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
@@ -260,6 +294,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self._check_energy_output(energy, X, device=device, dtype=dtype)
         result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
         if result is None:
+            self._check_scale_for_training(X)
             result = train_minibatch(
                 energy,
                 self._objective(),
@@ -313,6 +348,26 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 stacklevel=3,
             )
         return self
+
+    # Trained energies (unlike closed forms, which are affine-equivariant) assume
+    # features of order one: an MLP's initialisation and Adam's step size do.
+    _MAX_TRAINING_SCALE = 1e4
+
+    def _check_scale_for_training(self, X):
+        std = X.std(axis=0, dtype=np.float64)
+        offset = np.abs(X.mean(axis=0, dtype=np.float64))
+        scale = np.maximum(std, offset)
+        limit = self._MAX_TRAINING_SCALE
+        bad = np.flatnonzero((scale > limit) | (std < 1.0 / limit))
+        if bad.size:
+            raise ValueError(
+                f"{type(self).__name__} trains its energy by gradient descent, which "
+                "needs features of order one, but feature(s) "
+                f"{bad.tolist()[:10]} have standard deviation "
+                f"{std[bad][:3].tolist()} and mean {X.mean(0)[bad][:3].tolist()}. "
+                "Standardize the data first, e.g. "
+                "make_pipeline(StandardScaler(), estimator)."
+            )
 
     def _data_summary(self, X, rng):
         """Statistics of the data kept for log Z and sampling (CPU, numpy)."""
@@ -524,6 +579,25 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
 
     def _project_into_support(self, x):
         return x
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if isinstance(state, dict):
+            state = dict(state, _skebm_version=_skebm_version())
+        return state
+
+    def __setstate__(self, state):
+        original = state.pop("_skebm_version", "pre-0.1")
+        if original != _skebm_version():
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    original_version=original,
+                    current_version=_skebm_version(),
+                ),
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
