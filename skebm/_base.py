@@ -35,7 +35,6 @@ from .partition import (
 from .samplers import mala, sample_gaussian
 
 
-
 class InconsistentVersionWarning(UserWarning):
     """A fitted skebm estimator was unpickled with another skebm release.
 
@@ -67,6 +66,40 @@ _N_INIT_POINTS = 1000
 # AIS starts from the data's Gaussian widened by this factor (in std): a base
 # broader than the target keeps the importance weights' variance finite.
 _AIS_BASE_WIDENING = 1.5
+
+
+# Rows per chunk when summarizing the training data: the statistics are
+# accumulated in float64 without a full-size temporary copy of X.
+_STATS_CHUNK = 65536
+
+
+def _column_statistics(X):
+    """Mean, (biased) covariance, variance, min and max of the columns of X.
+
+    One pass over row chunks in float64: peak extra memory is one chunk, not a
+    copy of X (a float32 X of 10^6 rows stays the only large array).
+    """
+    n, d = X.shape
+    total = np.zeros(d)
+    for start in range(0, n, _STATS_CHUNK):
+        total += X[start : start + _STATS_CHUNK].sum(0, dtype=np.float64)
+    mean = total / n
+    scatter = np.zeros((d, d))
+    lower = np.full(d, np.inf)
+    upper = np.full(d, -np.inf)
+    for start in range(0, n, _STATS_CHUNK):
+        chunk = np.asarray(X[start : start + _STATS_CHUNK], dtype=np.float64) - mean
+        scatter += chunk.T @ chunk
+        lower = np.minimum(lower, chunk.min(0))
+        upper = np.maximum(upper, chunk.max(0))
+    covariance = scatter / n
+    return {
+        "mean": mean,
+        "covariance": covariance,
+        "variance": np.diag(covariance).copy(),
+        "min": lower + mean,
+        "max": upper + mean,
+    }
 
 
 def _skebm_version():
@@ -192,9 +225,9 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         X = validate_data(
             self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
         )
-        variances = X.var(axis=0)
-        scale = np.abs(X).max(axis=0)
-        constant = np.flatnonzero(variances <= (1e-12 * np.maximum(scale, 1.0)) ** 2)
+        stats = _column_statistics(X)
+        scale = np.maximum(np.abs(stats["mean"]), 1.0)
+        constant = np.flatnonzero(np.sqrt(stats["variance"]) <= 1e-12 * scale)
         if constant.size:
             raise ValueError(
                 f"{type(self).__name__} cannot fit a density to constant feature(s) "
@@ -354,9 +387,9 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
     _MAX_TRAINING_SCALE = 1e4
 
     def _check_scale_for_training(self, X):
-        std = X.std(axis=0, dtype=np.float64)
-        offset = np.abs(X.mean(axis=0, dtype=np.float64))
-        scale = np.maximum(std, offset)
+        stats = _column_statistics(X)
+        std = np.sqrt(stats["variance"])
+        scale = np.maximum(std, np.abs(stats["mean"]))
         limit = self._MAX_TRAINING_SCALE
         bad = np.flatnonzero((scale > limit) | (std < 1.0 / limit))
         if bad.size:
@@ -364,24 +397,25 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 f"{type(self).__name__} trains its energy by gradient descent, which "
                 "needs features of order one, but feature(s) "
                 f"{bad.tolist()[:10]} have standard deviation "
-                f"{std[bad][:3].tolist()} and mean {X.mean(0)[bad][:3].tolist()}. "
+                f"{std[bad][:3].tolist()} and mean {stats['mean'][bad][:3].tolist()}. "
                 "Standardize the data first, e.g. "
                 "make_pipeline(StandardScaler(), estimator)."
             )
 
     def _data_summary(self, X, rng):
         """Statistics of the data kept for log Z and sampling (CPU, numpy)."""
-        Xd = np.asarray(X, dtype=np.float64)
-        mean = Xd.mean(0)
-        cov = np.atleast_2d(np.cov(Xd, rowvar=False, bias=True))
-        cov = cov + 1e-6 * np.trace(cov) / len(mean) * np.eye(len(mean))
-        n_init = min(_N_INIT_POINTS, len(Xd))
-        init = Xd[rng.choice(len(Xd), n_init, replace=False)]
+        stats = _column_statistics(X)
+        d = X.shape[1]
+        cov = stats["covariance"]
+        cov = cov + 1e-6 * np.trace(cov) / d * np.eye(d)
+        n_init = min(_N_INIT_POINTS, len(X))
+        init = np.asarray(X[np.sort(rng.choice(len(X), n_init, replace=False))],
+                          dtype=np.float64)
         return {
-            "mean": mean,
+            "mean": stats["mean"],
             "covariance": cov,
-            "lower": Xd.min(0),
-            "upper": Xd.max(0),
+            "lower": stats["min"],
+            "upper": stats["max"],
             "init_points": init,
         }
 
