@@ -1,7 +1,7 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
-from ._score_matching import ScoreMatchingDensity
+from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 __version__ = "0.1.0"
 
-__all__ = ["ScoreMatchingDensity"]
+__all__ = ["ScoreMatchingDensity", "SlicedScoreMatchingDensity"]

@@ -66,6 +66,8 @@ _N_INIT_POINTS = 1000
 # AIS starts from the data's Gaussian widened by this factor (in std): a base
 # broader than the target keeps the importance weights' variance finite.
 _AIS_BASE_WIDENING = 1.5
+# Candidates per chain when "noise" starts are drawn inside a domain by rejection.
+_NOISE_TRIES = 16
 
 
 # Rows per chunk when summarizing the training data: the statistics are
@@ -204,16 +206,29 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         return None
 
     def _validate_fit_data(self, X):
-        """Family-specific checks of validated training data (e.g. a domain)."""
+        """Family-specific checks of validated training data."""
         return X
+
+    def _domain(self):
+        """The support as a :class:`skebm.domains.Domain`, or None for all of R^d.
+
+        Read once per fit and kept as ``domain_``: training data must lie in
+        it, log Z integrates over it, samples stay in it, and the density is
+        zero outside it.
+        """
+        return None
 
     def _outside_support(self, X):
         """Boolean mask of rows with zero density, or None (support is all R^d)."""
-        return None
+        domain = getattr(self, "domain_", None)
+        if domain is None:
+            return None
+        return ~to_numpy(domain.contains(torch.as_tensor(X)))
 
     def _sampling_constraint(self):
         """``contains(x_tensor) -> bool tensor`` for MALA, or None."""
-        return None
+        domain = getattr(self, "domain_", None)
+        return None if domain is None else domain.contains
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, *, reset):
@@ -236,6 +251,32 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 "before fitting."
             )
         return self._validate_fit_data(X)
+
+    def _check_domain(self, X):
+        """The resolved domain (or None), checked against the training data."""
+        domain = self._domain()
+        if domain is None:
+            return None
+        domain = copy.deepcopy(domain)
+        domain.validate(X.shape[1])
+        inside = to_numpy(domain.contains(torch.as_tensor(X)))
+        if not inside.all():
+            outside = np.flatnonzero(~inside)
+            prefix = (
+                f"Negative values in data passed to {type(self).__name__}: "
+                if self._positive_only()
+                else ""
+            )
+            raise ValueError(
+                f"{prefix}{outside.size} training sample(s) lie outside the domain "
+                f"{domain!r} (first: row {outside[0]}). Every training point must "
+                "lie in the domain; drop or correct those rows, or widen the domain."
+            )
+        return domain
+
+    def _positive_only(self):
+        """Whether the support is (a subset of) the non-negative orthant."""
+        return False
 
     # ---------------------------------------------------------------- energy
     def _build_energy(self, n_features, *, seed, device, dtype):
@@ -315,6 +356,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
 
     def _fit(self, X):
         X = self._check_fit_X(X)
+        domain = self._check_domain(X)
         n_samples, n_features = X.shape
         device = resolve_device(self.device)
         dtype = torch_dtype_for(X.dtype)
@@ -349,7 +391,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         energy.eval()
         summary = self._data_summary(X, rng)
         log_z, log_z_std, method = self._estimate_log_partition(
-            energy, summary, seed=seed_log_z, device=device, dtype=dtype
+            energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
         )
         if not math.isfinite(log_z):
             raise ValueError(
@@ -369,6 +411,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self.log_partition_ = log_z
         self.log_partition_std_ = log_z_std
         self.log_partition_method_ = method
+        self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
 
@@ -420,21 +463,21 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         }
 
     # ----------------------------------------------------------------- log Z
-    def _estimate_log_partition(self, energy, summary, *, seed, device, dtype):
+    def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         method = self.log_partition_method
         d = summary["mean"].shape[0]
         if method == "auto":
-            if isinstance(energy, QuadraticEnergy):
+            if isinstance(energy, QuadraticEnergy) and domain is None:
                 method = "closed_form"
             elif d <= 2:
                 method = "quadrature"
             else:
                 method = "ais"
         if method == "closed_form":
-            if not isinstance(energy, QuadraticEnergy):
+            if not isinstance(energy, QuadraticEnergy) or domain is not None:
                 raise ValueError(
-                    "log_partition_method='closed_form' needs energy='quadratic'; "
-                    "use 'quadrature' (d <= 2), 'ais' or 'auto'."
+                    "log_partition_method='closed_form' needs energy='quadratic' "
+                    "and no domain; use 'quadrature' (d <= 2), 'ais' or 'auto'."
                 )
             with torch.no_grad():
                 log_z, std = log_partition_gaussian(energy.precision().double())
@@ -455,7 +498,9 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 summary["upper"], device=device, dtype=torch.float64
             )
             span = torch.clamp(upper - lower, min=1e-12)
-            log_z, std = log_partition_quadrature(energy64, lower - span, upper + span)
+            log_z, std = log_partition_quadrature(
+                energy64, lower - span, upper + span, domain=domain
+            )
             return log_z, std, method
         cov = torch.as_tensor(summary["covariance"], device=device, dtype=torch.float64)
         generator = make_generator(seed, device)
@@ -463,6 +508,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             energy64,
             mean,
             cov * _AIS_BASE_WIDENING**2,
+            domain=domain,
             n_chains=self.n_ais_chains,
             n_steps=self.n_ais_steps,
             generator=generator,
@@ -594,12 +640,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             idx = rng.randint(len(init), size=n_samples)
             x0 = torch.as_tensor(init[idx], device=device, dtype=dtype)
         else:
-            mean = torch.as_tensor(summary["mean"], device=device, dtype=dtype)
-            cov = torch.as_tensor(summary["covariance"], device=device, dtype=dtype)
-            x0 = sample_gaussian(mean, cov, int(n_samples), generator=generator)
-            contains = self._sampling_constraint()
-            if contains is not None:
-                x0 = self._project_into_support(x0)
+            x0 = self._noise_init(int(n_samples), rng, generator, device, dtype)
         scale = float(np.mean(np.diag(summary["covariance"])))
         x, _, _ = mala(
             energy,
@@ -611,8 +652,35 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         )
         return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
 
-    def _project_into_support(self, x):
-        return x
+    def _noise_init(self, n_samples, rng, generator, device, dtype):
+        """Chain starts drawn from the data's Gaussian, restricted to the domain.
+
+        On a domain, ``_NOISE_TRIES`` candidates per chain are drawn at once and
+        the first one inside is kept (rejection sampling from the restricted
+        Gaussian); a chain with none inside starts at a training point.
+        """
+        summary = self._fit_summary
+        mean = torch.as_tensor(summary["mean"], device=device, dtype=dtype)
+        cov = torch.as_tensor(summary["covariance"], device=device, dtype=dtype)
+        contains = self._sampling_constraint()
+        if contains is None:
+            return sample_gaussian(mean, cov, n_samples, generator=generator)
+        d = mean.shape[0]
+        candidates = sample_gaussian(
+            mean, cov, _NOISE_TRIES * n_samples, generator=generator
+        )
+        inside = contains(candidates).reshape(_NOISE_TRIES, n_samples)
+        candidates = candidates.reshape(_NOISE_TRIES, n_samples, d)
+        first = inside.to(torch.int8).argmax(0)
+        x0 = candidates[first, torch.arange(n_samples, device=device)]
+        none_inside = to_numpy(~inside.any(0))
+        if none_inside.any():
+            init = summary["init_points"]
+            idx = rng.randint(len(init), size=int(none_inside.sum()))
+            x0[torch.as_tensor(none_inside, device=device)] = torch.as_tensor(
+                init[idx], device=device, dtype=dtype
+            )
+        return x0
 
     def __getstate__(self):
         state = super().__getstate__()

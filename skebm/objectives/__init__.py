@@ -10,9 +10,17 @@ from .score_matching import (
     exact_score_matching_loss,
     solve_linear_score_matching,
 )
+from .sliced_score_matching import (
+    finite_difference_score_matching_loss,
+    random_projections,
+    sliced_score_matching_loss,
+)
 
 __all__ = [
     "energy_gradient",
     "exact_score_matching_loss",
+    "finite_difference_score_matching_loss",
+    "random_projections",
+    "sliced_score_matching_loss",
     "solve_linear_score_matching",
 ]

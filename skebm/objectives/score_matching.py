@@ -14,6 +14,7 @@ __all__ = [
     "energy_gradient",
     "exact_score_matching_loss",
     "hessian_diagonal",
+    "solve_gaussian_generalized_score_matching",
     "solve_gaussian_score_matching",
     "solve_linear_score_matching",
 ]
@@ -59,15 +60,21 @@ def hessian_diagonal(grad, x, *, create_graph=True):
         return torch.stack(cols, dim=1)
 
 
-def exact_score_matching_loss(energy, x, *, generator=None):
+def exact_score_matching_loss(energy, x, *, generator=None, boundary_weight=None):
     """Mean exact score matching loss of ``energy`` on the batch ``x``.
 
+    With ``boundary_weight`` (``x -> (h, dh)``, each ``(n, d)``, from a
+    :class:`skebm.domains.Domain`), the generalized score matching loss of a
+    truncated domain, ``sum_j 1/2 h_j (∂_j E)^2 - h_j ∂_j^2 E - ∂_j h_j ∂_j E``.
     ``generator`` is accepted for the common objective signature; the exact
     objective is deterministic.
     """
     _, grad, x = energy_gradient(energy, x)
-    trace = hessian_diagonal(grad, x).sum(1)
-    return (0.5 * (grad * grad).sum(1) - trace).mean()
+    diag = hessian_diagonal(grad, x)
+    if boundary_weight is None:
+        return (0.5 * (grad * grad).sum(1) - diag.sum(1)).mean()
+    h, dh = boundary_weight(x.detach())
+    return (0.5 * h * grad * grad - h * diag - dh * grad).sum(1).mean()
 
 
 def solve_gaussian_score_matching(x):
@@ -85,13 +92,80 @@ def solve_gaussian_score_matching(x):
     return mean, precision, covariance
 
 
-def solve_linear_score_matching(statistics, x, *, alpha=0.0, chunk_size=1024):
+def solve_gaussian_generalized_score_matching(x, h, dh, *, chunk_size=None):
+    """Exact minimizer of generalized score matching for a Gaussian energy.
+
+    ``E = 1/2 x^T P x - eta^T x`` is linear in ``theta = (vech P, eta)``, so
+    ``J = E[sum_j 1/2 h_j (Px - eta)_j^2 - h_j P_jj - dh_j (Px - eta)_j]`` is
+    quadratic in ``theta``: ``J = 1/2 theta^T A theta - c^T theta``. Row ``j`` of
+    the gradient is ``w_j^T z`` with ``z = (x, -1)`` and ``w_j = (P_j., eta_j)``,
+    so ``A`` gathers the ``(d+1) x (d+1)`` blocks ``E[h_j z z^T]`` at the
+    positions of ``w_j`` in ``theta`` (an off-diagonal ``P_ik`` sits in rows
+    ``i`` and ``k``: ``P`` stays symmetric). A dense solve of size
+    ``d(d+1)/2 + d``.
+
+    Parameters
+    ----------
+    x, h, dh : Tensor of shape (n, d)
+        Data, boundary weights and their derivatives (see
+        :meth:`skebm.domains.Domain.boundary_weight`).
+
+    Returns
+    -------
+    mean : Tensor (d,)
+        ``P^{-1} eta`` (solved; not necessarily inside the domain).
+    precision : Tensor (d, d)
+        Symmetric, not checked for definiteness.
+    objective : float
+        ``J`` at the solution.
+    """
+    n, d = x.shape
+    dtype, device = x.dtype, x.device
+    n_p = d * (d + 1) // 2
+    rows, cols = torch.triu_indices(d, d, device=device)
+    vech = torch.empty(d, d, dtype=torch.long, device=device)
+    vech[rows, cols] = torch.arange(n_p, device=device)
+    vech[cols, rows] = torch.arange(n_p, device=device)
+    eta_idx = n_p + torch.arange(d, device=device)
+    idx = torch.cat([vech, eta_idx[:, None]], dim=1)  # (d, d+1): theta index of w_j
+    z = torch.cat([x, -torch.ones(n, 1, dtype=dtype, device=device)], dim=1)
+    if chunk_size is None:
+        chunk_size = max(1, int(2e7) // (d * (d + 1)))
+    blocks = torch.zeros(d, d + 1, d + 1, dtype=dtype, device=device)
+    for start in range(0, n, chunk_size):
+        zc, hc = z[start : start + chunk_size], h[start : start + chunk_size]
+        weighted = hc.T[:, :, None] * zc[None]  # (d, m, d+1)
+        blocks += weighted.transpose(1, 2) @ zc
+    blocks /= n
+    linear = (dh.T @ z) / n  # (d, d+1): E[dh_j z]
+    linear[torch.arange(d), torch.arange(d)] += h.mean(0)  # E[h_j] at P_jj
+    k = n_p + d
+    A = torch.zeros(k, k, dtype=dtype, device=device)
+    A.index_put_(
+        (idx[:, :, None].expand_as(blocks), idx[:, None, :].expand_as(blocks)),
+        blocks,
+        accumulate=True,
+    )
+    c = torch.zeros(k, dtype=dtype, device=device)
+    c.index_put_((idx,), linear, accumulate=True)
+    theta = torch.linalg.solve(A, c)
+    precision = theta[vech]
+    eta = theta[n_p:]
+    mean = torch.linalg.solve(precision, eta)
+    return mean, precision, float(-0.5 * c @ theta)
+
+
+def solve_linear_score_matching(
+    statistics, x, *, alpha=0.0, chunk_size=1024, boundary_weight=None
+):
     """Closed-form score matching for ``E(x) = t(x)^T theta``.
 
     J(theta) = 1/2 theta^T A theta - b^T theta with
     A = E[sum_j ∂_j t ∂_j t^T] and b = E[sum_j ∂_j^2 t], so
-    theta = (A + alpha I)^{-1} b. Derivatives come from ``torch.func``
-    (vectorized over samples, in chunks to bound memory).
+    theta = (A + alpha I)^{-1} b. With ``boundary_weight`` (``x -> (h, dh)``)
+    the generalized objective: A = E[sum_j h_j ∂_j t ∂_j t^T] and
+    b = E[sum_j h_j ∂_j^2 t + ∂_j h_j ∂_j t]. Derivatives come from
+    ``torch.func`` (vectorized over samples, in chunks to bound memory).
 
     Returns ``(theta, objective_value)``.
     """
@@ -108,10 +182,16 @@ def solve_linear_score_matching(statistics, x, *, alpha=0.0, chunk_size=1024):
     for start in range(0, n, chunk_size):
         xb = x[start : start + chunk_size]
         jac = jac_fn(xb)  # (m, k, d)
-        hess = hess_fn(xb)  # (m, k, d, d)
-        lap = torch.diagonal(hess, dim1=-2, dim2=-1).sum(-1)  # (m, k)
-        A_chunk = torch.einsum("mkd,mld->kl", jac, jac)
-        b_chunk = lap.sum(0)
+        hess_diag = torch.diagonal(hess_fn(xb), dim1=-2, dim2=-1)  # (m, k, d)
+        if boundary_weight is None:
+            A_chunk = torch.einsum("mkd,mld->kl", jac, jac)
+            b_chunk = hess_diag.sum((0, 2))
+        else:
+            h, dh = boundary_weight(xb)
+            A_chunk = torch.einsum("mkd,md,mld->kl", jac, h, jac)
+            b_chunk = torch.einsum("mkd,md->k", hess_diag, h) + torch.einsum(
+                "mkd,md->k", jac, dh
+            )
         A = A_chunk if A is None else A + A_chunk
         b = b_chunk if b is None else b + b_chunk
     A = A / n
