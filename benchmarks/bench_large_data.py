@@ -36,12 +36,18 @@ def main():
     # Warm torch and the estimator code up on tiny data first, so that their
     # one-off allocations are not charged to the large fit.
     est_cls = getattr(skebm, args.estimator)
-    params = dict(batch_size=args.batch_size, max_iter=1, n_ais_chains=256, n_ais_steps=100,
-                  random_state=0)
+    params = dict(
+        batch_size=args.batch_size,
+        max_iter=1,
+        n_ais_chains=256,
+        n_ais_steps=100,
+        random_state=0,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est_cls(**params).fit(np.random.RandomState(0).normal(size=(5000, d))
-                              .astype(np.float32))
+        est_cls(**params).fit(
+            np.random.RandomState(0).normal(size=(5000, d)).astype(np.float32)
+        )
     X = np.empty((n, d), dtype=np.float32)
     rng = np.random.default_rng(0)
     for start in range(0, n, 100_000):
@@ -56,14 +62,22 @@ def main():
         est = est_cls(**params).fit(X)
     elapsed = time.perf_counter() - start
     growth = peak_rss_bytes() - before
-    print(f"{args.estimator}: n={n} d={d} float32, data {data_bytes / 2**20:.1f} MiB, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
-    print(f"fit time (1 epoch, batch {args.batch_size}): {elapsed:.1f} s; "
-          f"log Z = {est.log_partition_:.3f} +/- {est.log_partition_std_:.3f}")
-    print(f"peak memory above the loaded data: {growth / 2**20:.1f} MiB = "
-          f"{growth / data_bytes:.2f}x the data (goal < 3x)")
-    print(f"fitted parameters float32: "
-          f"{all(p.dtype == torch.float32 for p in est.energy_.parameters())}")
+    print(
+        f"{args.estimator}: n={n} d={d} float32, data {data_bytes / 2**20:.1f} MiB, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+    )
+    print(
+        f"fit time (1 epoch, batch {args.batch_size}): {elapsed:.1f} s; "
+        f"log Z = {est.log_partition_:.3f} +/- {est.log_partition_std_:.3f}"
+    )
+    print(
+        f"peak memory above the loaded data: {growth / 2**20:.1f} MiB = "
+        f"{growth / data_bytes:.2f}x the data (goal < 3x)"
+    )
+    print(
+        f"fitted parameters float32: "
+        f"{all(p.dtype == torch.float32 for p in est.energy_.parameters())}"
+    )
 
 
 if __name__ == "__main__":

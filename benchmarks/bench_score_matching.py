@@ -30,7 +30,9 @@ from skebm.objectives import exact_score_matching_loss
 
 
 def fit_kde(Z):
-    grid = GridSearchCV(KernelDensity(), {"bandwidth": np.logspace(-1.5, 0.5, 16)}, cv=3)
+    grid = GridSearchCV(
+        KernelDensity(), {"bandwidth": np.logspace(-1.5, 0.5, 16)}, cv=3
+    )
     return grid.fit(Z).best_estimator_
 
 
@@ -46,10 +48,14 @@ def timed(fn):
 
 
 def heldout_table(n_train, n_test, seed):
-    print(f"\n== held-out log-likelihood, n_train={n_train}, n_test={n_test}, "
-          "standardized ==")
-    header = f"{'density':<16}{'truth':>9}{'SM':>9}{'KDE':>9}{'GMM':>9}" \
-             f"{'SM-best':>9}{'t SM':>8}{'t KDE':>8}{'t GMM':>8}"
+    print(
+        f"\n== held-out log-likelihood, n_train={n_train}, n_test={n_test}, "
+        "standardized =="
+    )
+    header = (
+        f"{'density':<16}{'truth':>9}{'SM':>9}{'KDE':>9}{'GMM':>9}"
+        f"{'SM-best':>9}{'t SM':>8}{'t KDE':>8}{'t GMM':>8}"
+    )
     print(header)
     for name, (make, _) in TOY_DENSITIES.items():
         X = make(n_train, random_state=seed)
@@ -65,9 +71,12 @@ def heldout_table(n_train, n_test, seed):
         ll_sm = sm.score(Z_test)
         ll_kde = kde.score_samples(Z_test).mean()
         ll_gmm = gmm.score(Z_test)
-        print(f"{name:<16}{truth:>9.3f}{ll_sm:>9.3f}{ll_kde:>9.3f}{ll_gmm:>9.3f}"
-              f"{ll_sm - max(ll_kde, ll_gmm):>9.3f}{t_sm:>8.1f}{t_kde:>8.1f}{t_gmm:>8.1f}",
-              flush=True)
+        print(
+            f"{name:<16}{truth:>9.3f}{ll_sm:>9.3f}{ll_kde:>9.3f}{ll_gmm:>9.3f}"
+            f"{ll_sm - max(ll_kde, ll_gmm):>9.3f}"
+            f"{t_sm:>8.1f}{t_kde:>8.1f}{t_gmm:>8.1f}",
+            flush=True,
+        )
 
 
 def step_time(fn, repeats):
@@ -79,8 +88,10 @@ def step_time(fn, repeats):
 
 
 def step_table(batch_size, repeats):
-    print(f"\n== one training step, MLP energy 128-128 softplus, batch {batch_size}, "
-          f"float32, {torch.get_num_threads()} thread(s) ==")
+    print(
+        f"\n== one training step, MLP energy 128-128 softplus, batch {batch_size}, "
+        f"float32, {torch.get_num_threads()} thread(s) =="
+    )
     print(f"{'d':>5}{'fwd+bwd (ms)':>14}{'exact SM (ms)':>15}{'ratio':>8}")
     for d in (2, 16, 64, 128):
         gen = torch.Generator().manual_seed(0)
@@ -100,8 +111,11 @@ def step_table(batch_size, repeats):
 
         t_plain = step_time(plain, repeats)
         t_exact = step_time(exact, max(2, repeats // 10) if d >= 64 else repeats)
-        print(f"{d:>5}{1e3 * t_plain:>14.2f}{1e3 * t_exact:>15.2f}"
-              f"{t_exact / t_plain:>8.1f}", flush=True)
+        print(
+            f"{d:>5}{1e3 * t_plain:>14.2f}{1e3 * t_exact:>15.2f}"
+            f"{t_exact / t_plain:>8.1f}",
+            flush=True,
+        )
 
 
 def main():

@@ -350,7 +350,8 @@ class ScoreMatchingDensity(_BaseScoreMatching):
     def _solve_gaussian(x):
         mean, precision, covariance = solve_gaussian_score_matching(x)
         eigvals = torch.linalg.eigvalsh(covariance)
-        if float(eigvals.min()) <= 1e-10 * float(eigvals.max()):
+        singular = float(eigvals.min()) <= 1e-10 * float(eigvals.max())
+        if singular or not bool(torch.isfinite(precision).all()):
             raise ValueError(
                 "The sample covariance is singular (collinear features or "
                 "fewer samples than features), so the Gaussian score matching "

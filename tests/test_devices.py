@@ -12,8 +12,14 @@ import torch
 from skebm import ScoreMatchingDensity
 from skebm.datasets import make_two_moons
 
-FAST = dict(hidden_layer_sizes=(8,), max_iter=3, n_ais_chains=16, n_ais_steps=10,
-            n_sampling_steps=5, random_state=0)
+FAST = dict(
+    hidden_layer_sizes=(8,),
+    max_iter=3,
+    n_ais_chains=16,
+    n_ais_steps=10,
+    n_sampling_steps=5,
+    random_state=0,
+)
 
 
 def test_auto_device_fits_where_torch_runs():
@@ -28,7 +34,9 @@ def test_auto_device_fits_where_torch_runs():
 @pytest.mark.parametrize("device", ["tpu", "not-a-device", "cuda:99"])
 def test_invalid_device_is_a_value_error(device):
     with pytest.raises(ValueError, match="device"):
-        ScoreMatchingDensity(device=device, **FAST).fit(make_two_moons(50, random_state=0))
+        ScoreMatchingDensity(device=device, **FAST).fit(
+            make_two_moons(50, random_state=0)
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="torch has no CUDA device")
@@ -50,8 +58,11 @@ def test_gpu_fitted_model_loads_and_scores_on_cpu_only_process(tmp_path):
         f"np.load(r'{tmp_path / 'expected.npy'}'), rtol=1e-6, atol=1e-8); print('ok')"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""}, check=False,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "ok" in out.stdout

@@ -11,8 +11,14 @@ from sklearn.base import clone
 
 from skebm import ScoreMatchingDensity
 
-TINY = dict(hidden_layer_sizes=(4,), max_iter=2, n_ais_chains=8, n_ais_steps=5,
-            n_sampling_steps=3, random_state=0)
+TINY = dict(
+    hidden_layer_sizes=(4,),
+    max_iter=2,
+    n_ais_chains=8,
+    n_ais_steps=5,
+    n_sampling_steps=3,
+    random_state=0,
+)
 
 CONTINUOUS = {
     "sm_mlp": ScoreMatchingDensity(**TINY),
@@ -42,8 +48,11 @@ def continuous_inputs(draw):
 
 
 @pytest.mark.parametrize("name", sorted(CONTINUOUS))
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(X=continuous_inputs())
 def test_fuzzed_input_fails_cleanly_or_fits_finite(name, X):
     est = clone(CONTINUOUS[name])

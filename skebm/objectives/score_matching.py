@@ -87,7 +87,9 @@ def solve_gaussian_score_matching(x):
     mean = x.mean(0)
     centered = x - mean
     covariance = centered.T @ centered / x.shape[0]
-    precision = torch.linalg.inv(covariance)
+    # inv_ex: a singular covariance gives non-finite entries for the caller to
+    # report, instead of an exception from deep inside torch.
+    precision, _ = torch.linalg.inv_ex(covariance)
     precision = 0.5 * (precision + precision.T)
     return mean, precision, covariance
 
