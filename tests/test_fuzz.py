@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from skebm import ScoreMatchingDensity
+from skebm import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 TINY = dict(
     hidden_layer_sizes=(4,),
@@ -23,6 +23,9 @@ TINY = dict(
 CONTINUOUS = {
     "sm_mlp": ScoreMatchingDensity(**TINY),
     "sm_quadratic": ScoreMatchingDensity(energy="quadratic"),
+    "sm_box_quadratic": ScoreMatchingDensity(energy="quadratic", domain=(-1e9, 1e9)),
+    "sliced": SlicedScoreMatchingDensity(**TINY),
+    "sliced_fd": SlicedScoreMatchingDensity(method="finite_difference", **TINY),
 }
 
 
