@@ -414,9 +414,9 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         Step length of ``"finite_difference"``, relative to the batch's
         root-mean-square feature standard deviation; the step is taken along
         the unit projection direction, so it does not grow with the dimension.
-        None uses ``eps ** (1/4)`` of the floating-point type (about ``2e-2``
-        in float32, ``1e-4`` in float64), which balances truncation and
-        rounding error of the second difference.
+        None uses ``eps ** (1/6)`` of the floating-point type (about ``7e-2``
+        in float32, ``2.5e-3`` in float64), which balances the truncation and
+        the rounding error of the second difference for network energies.
     energy : {"mlp", "quadratic"}, torch.nn.Module or None, default=None
         The energy ``E``. ``"mlp"`` (the default, also for None) is a
         multilayer perceptron with a confining quadratic

@@ -1,5 +1,10 @@
 import numpy as np
 import pytest
+import torch
+
+# The tests fit small models on small batches, where intra-op threads only add
+# synchronization (and oversubscribe the CPU when test runs share a machine).
+torch.set_num_threads(1)
 
 
 @pytest.fixture
