@@ -182,7 +182,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         The resolved domain the density lives on (None: all of R^d).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
@@ -513,7 +513,7 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         The resolved domain the density lives on (None: all of R^d).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also

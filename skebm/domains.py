@@ -58,7 +58,18 @@ class _Params:
         )
 
     def get_params(self, deep=True):
-        """Parameters of this domain, as scikit-learn's ``get_params``."""
+        """Parameters of this domain, as scikit-learn's ``get_params``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Also return the parameters of nested objects, as ``name__param``.
+
+        Returns
+        -------
+        params : dict
+            Parameter names mapped to their values.
+        """
         out = {}
         for name in self._param_names():
             value = getattr(self, name)
@@ -68,7 +79,18 @@ class _Params:
         return out
 
     def set_params(self, **params):
-        """Set parameters, as scikit-learn's ``set_params``; returns self."""
+        """Set parameters, as scikit-learn's ``set_params``.
+
+        Parameters
+        ----------
+        **params : dict
+            New values, by name (``name__param`` for nested objects).
+
+        Returns
+        -------
+        self : object
+            This domain.
+        """
         valid = self._param_names()
         nested = {}
         for key, value in params.items():
@@ -123,7 +145,18 @@ class Domain(_Params):
     """
 
     def contains(self, x):
-        """Boolean tensor of shape ``(n,)``: is each row of ``x`` in the domain."""
+        """Boolean tensor of shape ``(n,)``: is each row of ``x`` in the domain.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, d)
+            Points.
+
+        Returns
+        -------
+        inside : Tensor of shape (n,)
+            True where the row lies in the (closed) domain.
+        """
         raise NotImplementedError
 
     def distance(self, x):
@@ -131,16 +164,46 @@ class Domain(_Params):
 
         Must be differentiable by autograd: the gradient of the boundary
         weight is taken from it.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, d)
+            Points inside the domain.
+
+        Returns
+        -------
+        distance : Tensor of shape (n,)
+            Distance of each row to the boundary.
         """
         raise NotImplementedError
 
     def validate(self, n_features):
-        """Raise ValueError if the parameters do not fit ``n_features``."""
+        """Raise ValueError if the parameters do not fit ``n_features``.
+
+        Parameters
+        ----------
+        n_features : int
+            Dimension of the data the domain is used with.
+        """
 
     def bounds(self, n_features, *, dtype=torch.float64, device="cpu"):
         """A bounding box ``(lower, upper)``, tensors of shape ``(n_features,)``.
 
         Infinite where the domain is unbounded (the default).
+
+        Parameters
+        ----------
+        n_features : int
+            Dimension.
+        dtype : torch.dtype, default=torch.float64
+            Floating-point type of the bounds.
+        device : str or torch.device, default="cpu"
+            Device of the bounds.
+
+        Returns
+        -------
+        lower, upper : Tensor of shape (n_features,)
+            The box's corners.
         """
         inf = torch.full((n_features,), math.inf, dtype=dtype, device=device)
         return -inf, inf
@@ -152,6 +215,20 @@ class Domain(_Params):
         ``h(x) = min(distance(x), cap)`` (no cap for ``cap=None``), with its
         gradient by autograd; the weights do not depend on the energy's
         parameters, so they are returned detached.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, d)
+            Points inside the domain.
+        cap : float or None, default=None
+            Upper bound ``C`` of the weight.
+
+        Returns
+        -------
+        h : Tensor of shape (n, d)
+            The weight of each coordinate, zero on the boundary.
+        dh : Tensor of shape (n, d)
+            ``∂h_j/∂x_j``.
         """
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
@@ -175,6 +252,17 @@ class Box(Domain):
     ----------
     lower, upper : float or array-like of shape (n_features,)
         Bounds; scalars apply to every coordinate; ``-inf`` / ``inf`` allowed.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.domains import Box
+    >>> box = Box(0.0, 1.0)
+    >>> box.contains(torch.tensor([[0.25, 0.9], [0.5, 1.5]]))
+    tensor([ True, False])
+    >>> h, dh = box.boundary_weight(torch.tensor([[0.25, 0.9]]))
+    >>> h, dh
+    (tensor([[0.2500, 0.1000]]), tensor([[ 1., -1.]]))
     """
 
     def __init__(self, lower=-math.inf, upper=math.inf):
@@ -239,6 +327,13 @@ class Orthant(Box):
     """The non-negative orthant ``{x : x_j >= 0}`` (``domain="nonnegative"``).
 
     The weight of Yu, Drton & Shojaie (2019): ``h_j = min(x_j, cap)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.domains import Orthant
+    >>> Orthant().boundary_weight(torch.tensor([[0.5, 3.0]]), cap=1.0)
+    (tensor([[0.5000, 1.0000]]), tensor([[1., 0.]]))
     """
 
     def __init__(self):
@@ -251,7 +346,19 @@ class Ball(Domain):
     Parameters
     ----------
     center : float or array-like of shape (n_features,), default=0.0
+        Centre; a scalar applies to every coordinate.
     radius : float, default=1.0
+        Radius, positive.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.domains import Ball
+    >>> ball = Ball(radius=2.0)
+    >>> ball.contains(torch.tensor([[0.0, 0.5], [2.0, 2.0]]))
+    tensor([ True, False])
+    >>> ball.distance(torch.tensor([[0.0, 0.5]]))
+    tensor([1.5000])
     """
 
     def __init__(self, center=0.0, radius=1.0):
@@ -294,7 +401,19 @@ class Polytope(Domain):
     Parameters
     ----------
     A : array-like of shape (n_constraints, n_features)
+        One row ``a_i`` per facet, non-zero.
     b : array-like of shape (n_constraints,)
+        Offsets: the constraints are ``a_i^T x <= b_i``.
+
+    Examples
+    --------
+    The triangle ``x >= 0, y >= 0, x + y <= 2``:
+
+    >>> import torch
+    >>> from skebm.domains import Polytope
+    >>> triangle = Polytope([[-1.0, 0.0], [0.0, -1.0], [1.0, 1.0]], [0.0, 0.0, 2.0])
+    >>> triangle.contains(torch.tensor([[0.5, 0.5], [1.5, 1.5]]))
+    tensor([ True, False])
     """
 
     def __init__(self, A, b):

@@ -46,7 +46,38 @@ PROJECTIONS = ("gaussian", "rademacher")
 
 
 def random_projections(shape, kind, *, generator=None, dtype, device):
-    """Random vectors with ``E[v v^T] = I``: standard normal or Rademacher (±1)."""
+    """Random vectors with ``E[v v^T] = I``: standard normal or Rademacher (±1).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the result; the last axis is the dimension.
+    kind : {"gaussian", "rademacher"}
+        Standard normal entries, or ±1 with equal probability.
+    generator : torch.Generator, default=None
+        Source of randomness.
+    dtype : torch.dtype
+        Floating-point type of the result.
+    device : str or torch.device
+        Device of the result.
+
+    Returns
+    -------
+    v : Tensor of shape ``shape``
+        The projections.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.objectives import random_projections
+    >>> v = random_projections((10000, 3), "rademacher",
+    ...                        generator=torch.Generator().manual_seed(0),
+    ...                        dtype=torch.float64, device="cpu")
+    >>> (v.T @ v / len(v)).round(decimals=1).abs()
+    tensor([[1., 0., 0.],
+            [0., 1., 0.],
+            [0., 0., 1.]], dtype=torch.float64)
+    """
     if kind == "gaussian":
         return torch.randn(shape, generator=generator, dtype=dtype, device=device)
     if kind == "rademacher":
@@ -88,10 +119,41 @@ def sliced_score_matching_loss(
 
     Parameters
     ----------
+    energy : callable
+        ``(n, d) -> (n,)``, twice differentiable in ``x``.
+    x : Tensor of shape (n, d)
+        A batch of data.
+    generator : torch.Generator, default=None
+        Source of the projections.
+    n_projections : int, default=1
+        Projections per sample.
+    projection : {"gaussian", "rademacher"}, default="gaussian"
+        Distribution of the projections (see :func:`random_projections`).
     variance_reduced : bool, default=False
         Use ``1/2 ||∇E||^2`` (exact) instead of ``1/2 (v^T ∇E)^2``.
     boundary_weight : callable or None, default=None
         ``x -> (h, dh)`` of a domain: the generalized (truncated) objective.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The mean loss, differentiable in the energy's parameters; unbiased
+        for :func:`~skebm.objectives.exact_score_matching_loss`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.objectives import (exact_score_matching_loss,
+    ...                               sliced_score_matching_loss)
+    >>> def energy(x):
+    ...     return 0.5 * (x**2).sum(1)
+    >>> x = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0),
+    ...                 dtype=torch.float64)
+    >>> sliced = sliced_score_matching_loss(
+    ...     energy, x, n_projections=64, generator=torch.Generator().manual_seed(0))
+    >>> exact = exact_score_matching_loss(energy, x)
+    >>> abs(sliced.item() - exact.item()) < 0.1
+    True
     """
     n, d = x.shape
     u, h, dh = _projections(x, n_projections, projection, generator, boundary_weight)
@@ -143,6 +205,16 @@ def finite_difference_score_matching_loss(
 
     Parameters
     ----------
+    energy : callable
+        ``(n, d) -> (n,)``; only evaluated, never differentiated in ``x``.
+    x : Tensor of shape (n, d)
+        A batch of data.
+    generator : torch.Generator, default=None
+        Source of the projections.
+    n_projections : int, default=1
+        Projections per sample.
+    projection : {"gaussian", "rademacher"}, default="gaussian"
+        Distribution of the projections (see :func:`random_projections`).
     epsilon : float or None, default=None
         Step length relative to the scale of the batch: ``delta = epsilon *
         s`` with ``s`` the root-mean-square standard deviation of the features
@@ -155,6 +227,28 @@ def finite_difference_score_matching_loss(
         its autograd value, where the textbook ``eps ** (1/4)`` loses ten
         times more in float32, and ``1e-5`` in float32 is pure rounding
         noise.
+    boundary_weight : callable or None, default=None
+        ``x -> (h, dh)`` of a domain: the generalized (truncated) objective.
+
+    Returns
+    -------
+    loss : Tensor of shape ()
+        The mean loss, differentiable in the energy's parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.objectives import (exact_score_matching_loss,
+    ...                               finite_difference_score_matching_loss)
+    >>> def energy(x):
+    ...     return 0.5 * (x**2).sum(1)
+    >>> x = torch.randn(1000, 2, generator=torch.Generator().manual_seed(0),
+    ...                 dtype=torch.float64)
+    >>> fd = finite_difference_score_matching_loss(
+    ...     energy, x, n_projections=64, generator=torch.Generator().manual_seed(0))
+    >>> exact = exact_score_matching_loss(energy, x)
+    >>> abs(fd.item() - exact.item()) < 0.1
+    True
     """
     n, d = x.shape
     m = n_projections
