@@ -131,8 +131,9 @@ def relative_error(est):
     )
 
 
-for where, pair in [("box", (plain_box, aware_box)), ("disc", (plain_disc, aware_disc))]:
-    for name, est in zip(["plain", "domain"], pair):
+fits = {"box": (plain_box, aware_box), "disc": (plain_disc, aware_disc)}
+for where, pair in fits.items():
+    for name, est in zip(["plain", "domain"], pair, strict=True):
         err_mean, err_cov = relative_error(est)
         print(f"{where:>4} {name:>6}: relative error of the mean {err_mean:.2f}, "
               f"of the covariance {err_cov:.2f}")
@@ -165,8 +166,8 @@ ax.set_title("1-D, x >= 0 (34% of the mass cut)")
 ax.legend(fontsize=8)
 
 panels = [
-    (axes[1], X_box, plain_box, aware_box, "box (59% cut), ScoreMatchingDensity"),
-    (axes[2], X_disc, plain_disc, aware_disc, "disc (39% cut), SlicedScoreMatchingDensity"),
+    (axes[1], X_box, *fits["box"], "box (59% cut), ScoreMatchingDensity"),
+    (axes[2], X_disc, *fits["disc"], "disc (39% cut), SlicedScoreMatchingDensity"),
 ]
 for ax, X, plain, aware, title in panels:
     ax.scatter(*X[:1500].T, s=2, color="0.6")
