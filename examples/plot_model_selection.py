@@ -80,7 +80,7 @@ for params in search.cv_results_["params"]:
         labels.append(f"mlp {sizes}\nalpha={params[f'{step}__alpha']:g}")
 mean = search.cv_results_["mean_test_score"]
 std = search.cv_results_["std_test_score"]
-for label, m, s in zip(labels, mean, std):
+for label, m, s in zip(labels, mean, std, strict=True):
     print(f"{label.replace(chr(10), ' '):32s} CV log-likelihood {m:7.3f} +- {s:.3f}")
 print("best:", search.best_params_)
 

@@ -104,9 +104,9 @@ fig, axes = plt.subplots(
     len(DENSITIES), n_cols, figsize=(2.4 * n_cols, 2.4 * len(DENSITIES)),
     squeeze=False,
 )
-for row, name in zip(axes, DENSITIES):
+for row, name in zip(axes, DENSITIES, strict=True):
     vmax = np.exp(results[name][0][1]).max()
-    for ax, (label, log_density, held_out) in zip(row, results[name]):
+    for ax, (label, log_density, held_out) in zip(row, results[name], strict=True):
         density = np.exp(log_density).reshape(xx.shape)
         ax.pcolormesh(xx, yy, density, cmap="viridis", vmin=0, vmax=vmax,
                       shading="auto")
