@@ -1,7 +1,7 @@
 """
-===========================================================
+============================================================
 Energy-based density estimates on toy densities, KDE and GMM
-===========================================================
+============================================================
 
 Each continuous skebm estimator is fitted to 1,000 samples of three
 two-dimensional toy densities whose exact log-density is known, next to
