@@ -1,7 +1,10 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
+from ._energy_discrepancy import EnergyDiscrepancyDensity
 from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 __version__ = "0.1.0"
 
-__all__ = ["ScoreMatchingDensity", "SlicedScoreMatchingDensity"]
+__all__ = [
+    "EnergyDiscrepancyDensity",
+    "ScoreMatchingDensity", "SlicedScoreMatchingDensity"]

@@ -2,7 +2,11 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skebm import ScoreMatchingDensity, SlicedScoreMatchingDensity
+from skebm import (
+    EnergyDiscrepancyDensity,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
 
 # Small networks and few epochs: the checks are about the API, not accuracy.
 FAST = dict(
@@ -20,6 +24,8 @@ ESTIMATORS = [
     SlicedScoreMatchingDensity(method="sliced", **FAST),
     SlicedScoreMatchingDensity(method="sliced_vr", projection="gaussian", **FAST),
     SlicedScoreMatchingDensity(method="finite_difference", n_projections=2, **FAST),
+    EnergyDiscrepancyDensity(n_negatives=4, **FAST),
+    EnergyDiscrepancyDensity(energy="quadratic", n_negatives=4, max_iter=5),
 ]
 
 

@@ -9,7 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from skebm import ScoreMatchingDensity, SlicedScoreMatchingDensity
+from skebm import (
+    EnergyDiscrepancyDensity,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
 
 TINY = dict(
     hidden_layer_sizes=(4,),
@@ -26,6 +30,7 @@ CONTINUOUS = {
     "sm_box_quadratic": ScoreMatchingDensity(energy="quadratic", domain=(-1e9, 1e9)),
     "sliced": SlicedScoreMatchingDensity(**TINY),
     "sliced_fd": SlicedScoreMatchingDensity(method="finite_difference", **TINY),
+    "energy_discrepancy": EnergyDiscrepancyDensity(n_negatives=4, **TINY),
 }
 
 

@@ -5,6 +5,7 @@ batch ``x`` as a scalar tensor that can be differentiated in the energy's
 parameters.
 """
 
+from .energy_discrepancy import energy_discrepancy_loss, gaussian_negatives
 from .score_matching import (
     energy_gradient,
     exact_score_matching_loss,
@@ -17,9 +18,11 @@ from .sliced_score_matching import (
 )
 
 __all__ = [
+    "energy_discrepancy_loss",
     "energy_gradient",
     "exact_score_matching_loss",
     "finite_difference_score_matching_loss",
+    "gaussian_negatives",
     "random_projections",
     "sliced_score_matching_loss",
     "solve_linear_score_matching",
