@@ -1,5 +1,6 @@
 """Devices and precision: "auto", clear errors, GPU-fitted models that load on CPU."""
 
+import io
 import subprocess
 import sys
 import warnings
@@ -9,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from skebm import ScoreMatchingDensity
+from skebm import (
+    EnergyDiscrepancyDensity,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
 from skebm.datasets import make_two_moons
 
 FAST = dict(
@@ -74,3 +79,39 @@ def test_cuda_and_cpu_fits_agree_for_closed_form():
     cpu = ScoreMatchingDensity(energy="quadratic").fit(X)
     gpu = ScoreMatchingDensity(energy="quadratic", device="cuda").fit(X)
     np.testing.assert_allclose(gpu.score_samples(X), cpu.score_samples(X), rtol=1e-10)
+
+
+# Every estimator, small: each must keep float32 end to end and fit on a GPU.
+EVERY_ESTIMATOR = {
+    "score_matching": lambda: ScoreMatchingDensity(**FAST),
+    "sliced_score_matching": lambda: SlicedScoreMatchingDensity(**FAST),
+    "energy_discrepancy": lambda: EnergyDiscrepancyDensity(n_negatives=4, **FAST),
+}
+
+
+def _fit_quietly(est, X):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_ESTIMATOR))
+def test_float32_stays_float32_for_every_estimator(name):
+    X = make_two_moons(200, random_state=0).astype(np.float32)
+    est = _fit_quietly(EVERY_ESTIMATOR[name](), X)
+    assert all(p.dtype == torch.float32 for p in est.energy_.parameters())
+    assert est.score_samples(X).dtype == np.float32
+    assert est.sample(3, random_state=0).dtype == np.float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch has no CUDA device")
+@pytest.mark.parametrize("name", sorted(EVERY_ESTIMATOR))
+def test_every_estimator_fits_on_gpu_and_scores_on_cpu(name):
+    X = make_two_moons(300, random_state=0)
+    est = _fit_quietly(EVERY_ESTIMATOR[name]().set_params(device="cuda"), X)
+    assert all(p.device.type == "cpu" for p in est.energy_.parameters())
+    buffer = io.BytesIO()
+    joblib.dump(est, buffer)
+    buffer.seek(0)
+    restored = joblib.load(buffer)
+    np.testing.assert_allclose(restored.score_samples(X), est.score_samples(X))
