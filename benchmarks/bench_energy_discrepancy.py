@@ -42,6 +42,13 @@ def main():
         "--densities", nargs="+", default=list(TOY_DENSITIES), choices=TOY_DENSITIES
     )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=3000,
+        help="training budget of the skebm models in minibatch steps: max_iter is "
+        "set to steps * batch_size / n_train epochs (default 3000)",
+    )
     args = parser.parse_args()
     print(
         f"held-out log-likelihood (nats/sample), n_train={args.n_train}, "
@@ -65,8 +72,10 @@ def main():
         for label in args.models:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                est = MODELS[label](random_state=args.seed)
+                epochs = -(-args.steps * est.batch_size // args.n_train)
                 model, times[label] = timed(
-                    lambda label=label: MODELS[label](random_state=args.seed).fit(Z)
+                    lambda est=est, epochs=epochs: est.set_params(max_iter=epochs).fit(Z)
                 )
             scores[label] = model.score(Z_test)
         kde, times["KDE"] = timed(lambda: fit_kde(Z))

@@ -24,7 +24,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
 
     Parameters
     ----------
-    noise_scale : float, default=0.5
+    noise_scale : float, default=1.0
         Standard deviation ``s`` of each of the two Gaussian perturbation
         steps, in units of the (standardized) data: the negatives are
         ``x + s xi + s xi'``. Larger values see further across the density
@@ -170,7 +170,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
     def __init__(
         self,
         *,
-        noise_scale=0.5,
+        noise_scale=1.0,
         n_negatives=16,
         stabilizer=1.0,
         energy=None,
