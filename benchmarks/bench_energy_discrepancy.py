@@ -75,7 +75,7 @@ def main():
                 est = MODELS[label](random_state=args.seed)
                 epochs = -(-args.steps * est.batch_size // args.n_train)
                 model, times[label] = timed(
-                    lambda est=est, epochs=epochs: est.set_params(max_iter=epochs).fit(Z)
+                    lambda est=est, n=epochs: est.set_params(max_iter=n).fit(Z)
                 )
             scores[label] = model.score(Z_test)
         kde, times["KDE"] = timed(lambda: fit_kde(Z))
