@@ -24,11 +24,14 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
 
     Parameters
     ----------
-    noise_scale : float, default=1.0
+    noise_scale : float, default=0.5
         Standard deviation ``s`` of each of the two Gaussian perturbation
         steps, in units of the (standardized) data: the negatives are
         ``x + s xi + s xi'``. Larger values see further across the density
-        (mode weights), smaller values resolve sharp features faster.
+        (the weights of modes separated by gaps of several ``s``), smaller
+        values resolve sharp features faster: the default was the best of
+        0.3, 0.5 and 1.0 on the standardized toy densities; raise it for
+        well-separated modes.
     n_negatives : int, default=16
         Negatives ``M`` per data point, evaluated in one batched call with the
         data. The estimate of the contrast's log-mean is biased by ``O(1/M)``.
@@ -170,7 +173,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
     def __init__(
         self,
         *,
-        noise_scale=1.0,
+        noise_scale=0.5,
         n_negatives=16,
         stabilizer=1.0,
         energy=None,
