@@ -1,7 +1,8 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
+from ._binary import RatioMatchingBinary
 from ._score_matching import ScoreMatchingDensity
 
 __version__ = "0.1.0"
 
-__all__ = ["ScoreMatchingDensity"]
+__all__ = ["RatioMatchingBinary", "ScoreMatchingDensity"]

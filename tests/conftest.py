@@ -1,5 +1,10 @@
 import numpy as np
 import pytest
+import torch
+
+# The tests use small tensors: one intra-op thread is as fast on an idle
+# machine and avoids thread oversubscription slowing a loaded one by 10-100x.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ batch ``x`` as a scalar tensor that can be differentiated in the energy's
 parameters.
 """
 
+from .pseudo_likelihood import pseudo_log_likelihood
+from .ratio_matching import ggis_ratio_matching_loss, ratio_matching_loss
 from .score_matching import (
     energy_gradient,
     exact_score_matching_loss,
@@ -14,5 +16,8 @@ from .score_matching import (
 __all__ = [
     "energy_gradient",
     "exact_score_matching_loss",
+    "ggis_ratio_matching_loss",
+    "pseudo_log_likelihood",
+    "ratio_matching_loss",
     "solve_linear_score_matching",
 ]
