@@ -1,8 +1,8 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
 from ._binary import RatioMatchingBinary
-from ._score_matching import ScoreMatchingDensity
+from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 __version__ = "0.1.0"
 
-__all__ = ["RatioMatchingBinary", "ScoreMatchingDensity"]
+__all__ = ["RatioMatchingBinary", "ScoreMatchingDensity", "SlicedScoreMatchingDensity"]

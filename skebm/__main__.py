@@ -14,12 +14,13 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.preprocessing import StandardScaler
 
-from . import ScoreMatchingDensity
+from . import ScoreMatchingDensity, SlicedScoreMatchingDensity
 from .datasets import TOY_DENSITIES, toy_log_density
 
 # The skebm estimators the main job runs, by command-line name.
 ESTIMATORS = {
     "score_matching": lambda seed: ScoreMatchingDensity(random_state=seed),
+    "sliced_score_matching": lambda seed: SlicedScoreMatchingDensity(random_state=seed),
 }
 
 

@@ -34,11 +34,80 @@ from .partition import (
 )
 from .samplers import mala, sample_gaussian
 
+
+class InconsistentVersionWarning(UserWarning):
+    """A fitted skebm estimator was unpickled with another skebm release.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str
+        The release that pickled the estimator.
+    current_version : str
+        The release that loads it.
+    """
+
+    def __init__(self, *, estimator_name, original_version, current_version):
+        self.estimator_name = estimator_name
+        self.original_version = original_version
+        self.current_version = current_version
+
+    def __str__(self):
+        return (
+            f"Trying to unpickle estimator {self.estimator_name} from skebm version "
+            f"{self.original_version} when using version {self.current_version}. "
+            "This might lead to breaking code or invalid results. Use at your own "
+            "risk; refit the estimator with this version if you can."
+        )
+
+
 # Rows of the training data kept to start sampling chains "from data".
 _N_INIT_POINTS = 1000
 # AIS starts from the data's Gaussian widened by this factor (in std): a base
 # broader than the target keeps the importance weights' variance finite.
 _AIS_BASE_WIDENING = 1.5
+# Candidates per chain when "noise" starts are drawn inside a domain by rejection.
+_NOISE_TRIES = 16
+
+
+# Rows per chunk when summarizing the training data: the statistics are
+# accumulated in float64 without a full-size temporary copy of X.
+_STATS_CHUNK = 65536
+
+
+def _column_statistics(X):
+    """Mean, (biased) covariance, variance, min and max of the columns of X.
+
+    One pass over row chunks in float64: peak extra memory is one chunk, not a
+    copy of X (a float32 X of 10^6 rows stays the only large array).
+    """
+    n, d = X.shape
+    total = np.zeros(d)
+    for start in range(0, n, _STATS_CHUNK):
+        total += X[start : start + _STATS_CHUNK].sum(0, dtype=np.float64)
+    mean = total / n
+    scatter = np.zeros((d, d))
+    lower = np.full(d, np.inf)
+    upper = np.full(d, -np.inf)
+    for start in range(0, n, _STATS_CHUNK):
+        chunk = np.asarray(X[start : start + _STATS_CHUNK], dtype=np.float64) - mean
+        scatter += chunk.T @ chunk
+        lower = np.minimum(lower, chunk.min(0))
+        upper = np.maximum(upper, chunk.max(0))
+    covariance = scatter / n
+    return {
+        "mean": mean,
+        "covariance": covariance,
+        "variance": np.diag(covariance).copy(),
+        "min": lower + mean,
+        "max": upper + mean,
+    }
+
+
+def _skebm_version():
+    from . import __version__
+
+    return __version__
 
 
 class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
@@ -137,16 +206,29 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         return None
 
     def _validate_fit_data(self, X):
-        """Family-specific checks of validated training data (e.g. a domain)."""
+        """Family-specific checks of validated training data."""
         return X
+
+    def _domain(self):
+        """The support as a :class:`skebm.domains.Domain`, or None for all of R^d.
+
+        Read once per fit and kept as ``domain_``: training data must lie in
+        it, log Z integrates over it, samples stay in it, and the density is
+        zero outside it.
+        """
+        return None
 
     def _outside_support(self, X):
         """Boolean mask of rows with zero density, or None (support is all R^d)."""
-        return None
+        domain = getattr(self, "domain_", None)
+        if domain is None:
+            return None
+        return ~to_numpy(domain.contains(torch.as_tensor(X)))
 
     def _sampling_constraint(self):
         """``contains(x_tensor) -> bool tensor`` for MALA, or None."""
-        return None
+        domain = getattr(self, "domain_", None)
+        return None if domain is None else domain.contains
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, *, reset):
@@ -158,9 +240,9 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         X = validate_data(
             self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
         )
-        variances = X.var(axis=0)
-        scale = np.abs(X).max(axis=0)
-        constant = np.flatnonzero(variances <= (1e-12 * np.maximum(scale, 1.0)) ** 2)
+        stats = _column_statistics(X)
+        scale = np.maximum(np.abs(stats["mean"]), 1.0)
+        constant = np.flatnonzero(np.sqrt(stats["variance"]) <= 1e-12 * scale)
         if constant.size:
             raise ValueError(
                 f"{type(self).__name__} cannot fit a density to constant feature(s) "
@@ -169,6 +251,32 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 "before fitting."
             )
         return self._validate_fit_data(X)
+
+    def _check_domain(self, X):
+        """The resolved domain (or None), checked against the training data."""
+        domain = self._domain()
+        if domain is None:
+            return None
+        domain = copy.deepcopy(domain)
+        domain.validate(X.shape[1])
+        inside = to_numpy(domain.contains(torch.as_tensor(X)))
+        if not inside.all():
+            outside = np.flatnonzero(~inside)
+            prefix = (
+                f"Negative values in data passed to {type(self).__name__}: "
+                if self._positive_only()
+                else ""
+            )
+            raise ValueError(
+                f"{prefix}{outside.size} training sample(s) lie outside the domain "
+                f"{domain!r} (first: row {outside[0]}). Every training point must "
+                "lie in the domain; drop or correct those rows, or widen the domain."
+            )
+        return domain
+
+    def _positive_only(self):
+        """Whether the support is (a subset of) the non-negative orthant."""
+        return False
 
     # ---------------------------------------------------------------- energy
     def _build_energy(self, n_features, *, seed, device, dtype):
@@ -248,6 +356,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
 
     def _fit(self, X):
         X = self._check_fit_X(X)
+        domain = self._check_domain(X)
         n_samples, n_features = X.shape
         device = resolve_device(self.device)
         dtype = torch_dtype_for(X.dtype)
@@ -260,6 +369,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self._check_energy_output(energy, X, device=device, dtype=dtype)
         result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
         if result is None:
+            self._check_scale_for_training(X)
             result = train_minibatch(
                 energy,
                 self._objective(),
@@ -281,7 +391,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         energy.eval()
         summary = self._data_summary(X, rng)
         log_z, log_z_std, method = self._estimate_log_partition(
-            energy, summary, seed=seed_log_z, device=device, dtype=dtype
+            energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
         )
         if not math.isfinite(log_z):
             raise ValueError(
@@ -301,6 +411,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self.log_partition_ = log_z
         self.log_partition_std_ = log_z_std
         self.log_partition_method_ = method
+        self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
 
@@ -314,38 +425,59 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             )
         return self
 
+    # Trained energies (unlike closed forms, which are affine-equivariant) assume
+    # features of order one: an MLP's initialisation and Adam's step size do.
+    _MAX_TRAINING_SCALE = 1e4
+
+    def _check_scale_for_training(self, X):
+        stats = _column_statistics(X)
+        std = np.sqrt(stats["variance"])
+        scale = np.maximum(std, np.abs(stats["mean"]))
+        limit = self._MAX_TRAINING_SCALE
+        bad = np.flatnonzero((scale > limit) | (std < 1.0 / limit))
+        if bad.size:
+            raise ValueError(
+                f"{type(self).__name__} trains its energy by gradient descent, which "
+                "needs features of order one, but feature(s) "
+                f"{bad.tolist()[:10]} have standard deviation "
+                f"{std[bad][:3].tolist()} and mean {stats['mean'][bad][:3].tolist()}. "
+                "Standardize the data first, e.g. "
+                "make_pipeline(StandardScaler(), estimator)."
+            )
+
     def _data_summary(self, X, rng):
         """Statistics of the data kept for log Z and sampling (CPU, numpy)."""
-        Xd = np.asarray(X, dtype=np.float64)
-        mean = Xd.mean(0)
-        cov = np.atleast_2d(np.cov(Xd, rowvar=False, bias=True))
-        cov = cov + 1e-6 * np.trace(cov) / len(mean) * np.eye(len(mean))
-        n_init = min(_N_INIT_POINTS, len(Xd))
-        init = Xd[rng.choice(len(Xd), n_init, replace=False)]
+        stats = _column_statistics(X)
+        d = X.shape[1]
+        cov = stats["covariance"]
+        cov = cov + 1e-6 * np.trace(cov) / d * np.eye(d)
+        n_init = min(_N_INIT_POINTS, len(X))
+        init = np.asarray(X[np.sort(rng.choice(len(X), n_init, replace=False))],
+                          dtype=np.float64)
         return {
-            "mean": mean,
+            "mean": stats["mean"],
             "covariance": cov,
-            "lower": Xd.min(0),
-            "upper": Xd.max(0),
+            "lower": stats["min"],
+            "upper": stats["max"],
             "init_points": init,
         }
 
     # ----------------------------------------------------------------- log Z
-    def _estimate_log_partition(self, energy, summary, *, seed, device, dtype):
+    def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         method = self.log_partition_method
         d = summary["mean"].shape[0]
         if method == "auto":
-            if isinstance(energy, QuadraticEnergy):
+            if isinstance(energy, QuadraticEnergy) and domain is None:
                 method = "closed_form"
             elif d <= 2:
                 method = "quadrature"
             else:
                 method = "ais"
         if method == "closed_form":
-            if not isinstance(energy, QuadraticEnergy):
+            if not isinstance(energy, QuadraticEnergy) or domain is not None:
                 raise ValueError(
-                    "log_partition_method='closed_form' needs energy='quadratic'; "
-                    "use 'quadrature' (d <= 2), 'ais' or 'auto'."
+                    "log_partition_method='closed_form' needs energy='quadratic' "
+                    "and no domain; use 'quadrature' (d <= 2), 'ais' or 'auto'."
                 )
             with torch.no_grad():
                 log_z, std = log_partition_gaussian(energy.precision().double())
@@ -366,7 +498,9 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 summary["upper"], device=device, dtype=torch.float64
             )
             span = torch.clamp(upper - lower, min=1e-12)
-            log_z, std = log_partition_quadrature(energy64, lower - span, upper + span)
+            log_z, std = log_partition_quadrature(
+                energy64, lower - span, upper + span, domain=domain
+            )
             return log_z, std, method
         cov = torch.as_tensor(summary["covariance"], device=device, dtype=torch.float64)
         generator = make_generator(seed, device)
@@ -374,6 +508,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             energy64,
             mean,
             cov * _AIS_BASE_WIDENING**2,
+            domain=domain,
             n_chains=self.n_ais_chains,
             n_steps=self.n_ais_steps,
             generator=generator,
@@ -505,12 +640,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             idx = rng.randint(len(init), size=n_samples)
             x0 = torch.as_tensor(init[idx], device=device, dtype=dtype)
         else:
-            mean = torch.as_tensor(summary["mean"], device=device, dtype=dtype)
-            cov = torch.as_tensor(summary["covariance"], device=device, dtype=dtype)
-            x0 = sample_gaussian(mean, cov, int(n_samples), generator=generator)
-            contains = self._sampling_constraint()
-            if contains is not None:
-                x0 = self._project_into_support(x0)
+            x0 = self._noise_init(int(n_samples), rng, generator, device, dtype)
         scale = float(np.mean(np.diag(summary["covariance"])))
         x, _, _ = mala(
             energy,
@@ -522,8 +652,54 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         )
         return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
 
-    def _project_into_support(self, x):
-        return x
+    def _noise_init(self, n_samples, rng, generator, device, dtype):
+        """Chain starts drawn from the data's Gaussian, restricted to the domain.
+
+        On a domain, ``_NOISE_TRIES`` candidates per chain are drawn at once and
+        the first one inside is kept (rejection sampling from the restricted
+        Gaussian); a chain with none inside starts at a training point.
+        """
+        summary = self._fit_summary
+        mean = torch.as_tensor(summary["mean"], device=device, dtype=dtype)
+        cov = torch.as_tensor(summary["covariance"], device=device, dtype=dtype)
+        contains = self._sampling_constraint()
+        if contains is None:
+            return sample_gaussian(mean, cov, n_samples, generator=generator)
+        d = mean.shape[0]
+        candidates = sample_gaussian(
+            mean, cov, _NOISE_TRIES * n_samples, generator=generator
+        )
+        inside = contains(candidates).reshape(_NOISE_TRIES, n_samples)
+        candidates = candidates.reshape(_NOISE_TRIES, n_samples, d)
+        first = inside.to(torch.int8).argmax(0)
+        x0 = candidates[first, torch.arange(n_samples, device=device)]
+        none_inside = to_numpy(~inside.any(0))
+        if none_inside.any():
+            init = summary["init_points"]
+            idx = rng.randint(len(init), size=int(none_inside.sum()))
+            x0[torch.as_tensor(none_inside, device=device)] = torch.as_tensor(
+                init[idx], device=device, dtype=dtype
+            )
+        return x0
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if isinstance(state, dict):
+            state = dict(state, _skebm_version=_skebm_version())
+        return state
+
+    def __setstate__(self, state):
+        original = state.pop("_skebm_version", "pre-0.1")
+        if original != _skebm_version():
+            warnings.warn(
+                InconsistentVersionWarning(
+                    estimator_name=type(self).__name__,
+                    original_version=original,
+                    current_version=_skebm_version(),
+                ),
+                stacklevel=2,
+            )
+        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

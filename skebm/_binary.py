@@ -143,7 +143,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         return super()._make_named_energy(name, n_features, generator)
 
     # ----------------------------------------------------------------- log Z
-    def _estimate_log_partition(self, energy, summary, *, seed, device, dtype):
+    def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         probabilities = summary["probabilities"]
         d = probabilities.shape[0]
         method = self.log_partition_method

@@ -65,6 +65,15 @@ class MLPEnergy(nn.Module):
         Hidden activation (smooth, for second derivatives).
     generator : torch.Generator, default=None
         Source of the initial weights.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.energies import MLPEnergy
+    >>> energy = MLPEnergy(3, hidden_layer_sizes=(16,),
+    ...                    generator=torch.Generator().manual_seed(0))
+    >>> energy(torch.zeros(4, 3)).shape
+    torch.Size([4])
     """
 
     def __init__(
@@ -125,6 +134,16 @@ class QuadraticEnergy(nn.Module):
     generator : torch.Generator, default=None
         Unused (the initial value is the standard normal); kept for a uniform
         constructor signature.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.energies import QuadraticEnergy
+    >>> energy = QuadraticEnergy(2)
+    >>> mean, precision = torch.tensor([1.0, 0.0]), torch.diag(torch.tensor([2.0, 0.5]))
+    >>> energy.set_gaussian(mean, precision)
+    >>> [round(e, 4) for e in energy(torch.tensor([[1.0, 0.0], [2.0, 2.0]])).tolist()]
+    [0.0, 2.0]
     """
 
     def __init__(self, n_features, generator=None):
@@ -144,7 +163,15 @@ class QuadraticEnergy(nn.Module):
 
     @torch.no_grad()
     def set_gaussian(self, mean, precision):
-        """Set the parameters from a mean and an SPD precision matrix."""
+        """Set the parameters from a mean and an SPD precision matrix.
+
+        Parameters
+        ----------
+        mean : Tensor of shape (n_features,)
+            The mean ``m``.
+        precision : Tensor of shape (n_features, n_features)
+            The symmetric positive definite precision ``P``.
+        """
         chol = torch.linalg.cholesky(precision.to(self.mean.dtype))
         self.mean.copy_(mean)
         self.chol_offdiag.copy_(torch.tril(chol, diagonal=-1))
@@ -170,6 +197,25 @@ class LinearInParametersEnergy(nn.Module):
     ----------
     n_statistics : int
         Length of ``t(x)``.
+
+    Examples
+    --------
+    A quartic energy ``E(x) = theta_1 x^2 + theta_2 x^4``, fitted in closed
+    form by score matching:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skebm import ScoreMatchingDensity
+    >>> from skebm.energies import LinearInParametersEnergy
+    >>> class Quartic(LinearInParametersEnergy):
+    ...     def __init__(self):
+    ...         super().__init__(n_statistics=2)
+    ...     def statistics(self, x):
+    ...         return torch.cat([x**2, x**4], dim=1)
+    >>> X = np.random.RandomState(0).normal(size=(2000, 1))
+    >>> est = ScoreMatchingDensity(energy=Quartic()).fit(X)
+    >>> [round(t, 1) + 0.0 for t in est.energy_.theta.tolist()]
+    [0.5, 0.0]
     """
 
     def __init__(self, n_statistics):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-# The tests use small tensors: one intra-op thread is as fast on an idle
-# machine and avoids thread oversubscription slowing a loaded one by 10-100x.
+# The tests fit small models on small batches, where intra-op threads only add
+# synchronization (and oversubscribe the CPU when test runs share a machine).
 torch.set_num_threads(1)
 
 

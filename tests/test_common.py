@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skebm import RatioMatchingBinary, ScoreMatchingDensity
+from skebm import RatioMatchingBinary, ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 # Small networks and few epochs: the checks are about the API, not accuracy.
 FAST = dict(
@@ -24,6 +24,10 @@ ESTIMATORS = [
     ),
     ScoreMatchingDensity(**FAST),
     ScoreMatchingDensity(energy="quadratic"),
+    ScoreMatchingDensity(domain="nonnegative", **FAST),
+    SlicedScoreMatchingDensity(method="sliced", **FAST),
+    SlicedScoreMatchingDensity(method="sliced_vr", projection="gaussian", **FAST),
+    SlicedScoreMatchingDensity(method="finite_difference", n_projections=2, **FAST),
 ]
 
 

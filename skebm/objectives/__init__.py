@@ -12,12 +12,20 @@ from .score_matching import (
     exact_score_matching_loss,
     solve_linear_score_matching,
 )
+from .sliced_score_matching import (
+    finite_difference_score_matching_loss,
+    random_projections,
+    sliced_score_matching_loss,
+)
 
 __all__ = [
     "energy_gradient",
     "exact_score_matching_loss",
+    "finite_difference_score_matching_loss",
     "ggis_ratio_matching_loss",
     "pseudo_log_likelihood",
+    "random_projections",
     "ratio_matching_loss",
+    "sliced_score_matching_loss",
     "solve_linear_score_matching",
 ]
