@@ -126,6 +126,11 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         self._input_values = values
         return X
 
+    def _check_scale_for_training(self, X):
+        # Bits are of order one by construction, and a constant column is
+        # legitimate (see _check_fit_X): the continuous scale check does not apply.
+        pass
+
     def _data_summary(self, X, rng):
         lo, hi = self._values
         n_init = min(1000, len(X))
