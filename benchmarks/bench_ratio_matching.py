@@ -125,6 +125,7 @@ def digits_table(quick):
     p = (Xtr.sum(0) + 1) / (len(Xtr) + 2)
     ind = float((Xte * np.log(p) + (1 - Xte) * np.log1p(-p)).sum(1).mean())
     rows.append(("independent Bernoulli", ind, 0.0, ind, 0.0))
+    print("{:<38}{:>9.2f}{:>6.2f}{:>11.2f}{:>8.1f}".format(*rows[-1]), flush=True)
     for n_components in (64, 128):
         rows.append(rbm_row(n_components, Xtr, Xte, quick))
         print("{:<38}{:>9.2f}{:>6.2f}{:>11.2f}{:>8.1f}".format(*rows[-1]), flush=True)
