@@ -1,5 +1,6 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
+from ._binary import RatioMatchingBinary
 from ._energy_discrepancy import EnergyDiscrepancyDensity
 from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
@@ -7,4 +8,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EnergyDiscrepancyDensity",
-    "ScoreMatchingDensity", "SlicedScoreMatchingDensity"]
+    "RatioMatchingBinary",
+    "ScoreMatchingDensity",
+    "SlicedScoreMatchingDensity",
+]

@@ -13,9 +13,12 @@ from torch.nn import functional as F
 
 __all__ = [
     "ACTIVATIONS",
+    "BoltzmannEnergy",
+    "IsingEnergy",
     "LinearInParametersEnergy",
     "MLPEnergy",
     "QuadraticEnergy",
+    "flip_energy_differences",
 ]
 
 # Only smooth activations: score matching differentiates E twice in x, and a
@@ -224,3 +227,210 @@ class LinearInParametersEnergy(nn.Module):
 
     def forward(self, x):
         return self.statistics(x) @ self.theta
+
+
+class BoltzmannEnergy(nn.Module):
+    """Fully visible Boltzmann machine on ``{0, 1}^d``.
+
+    .. math::
+        E(x) = -b^T x - \\tfrac12 x^T W x,
+
+    with ``W`` symmetric and zero on the diagonal (``W`` is built from the
+    strictly upper triangle of a free parameter, so both hold for every
+    parameter value). ``exp(-E)`` sums to a finite ``Z`` over the ``2^d``
+    states whatever the parameters.
+
+    The energy change of flipping bit ``j`` comes from the quadratic form
+    directly, ``E(flip_j x) - E(x) = -δ_j (b_j + (W x)_j)`` with
+    ``δ_j = lo + hi - 2 x_j``, for all ``j`` at once (:meth:`flip_differences`).
+
+    Parameters
+    ----------
+    n_features : int
+        Number of binary units.
+    generator : torch.Generator, default=None
+        Unused (parameters start at zero: the uniform distribution); kept for a
+        uniform constructor signature.
+
+    Attributes
+    ----------
+    bias : torch.nn.Parameter of shape (n_features,)
+        The fields ``b``.
+    weight_raw : torch.nn.Parameter of shape (n_features, n_features)
+        Free parameter whose strict upper triangle defines ``W``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.energies import BoltzmannEnergy
+    >>> energy = BoltzmannEnergy(3).double()
+    >>> energy.set_parameters(torch.tensor([1.0, 0.0, -1.0]),
+    ...                       torch.tensor([[0.0, 2.0, 0.0],
+    ...                                     [2.0, 0.0, 0.0],
+    ...                                     [0.0, 0.0, 0.0]]))
+    >>> x = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    >>> energy(x)  # -(1 + 0) - 2
+    tensor([-3.], dtype=torch.float64, grad_fn=<SubBackward0>)
+    >>> energy.flip_differences(x)  # E(flip_j x) - E(x) for j = 0, 1, 2
+    tensor([[3., 2., 1.]], dtype=torch.float64, grad_fn=<MulBackward0>)
+    """
+
+    # The two values a unit takes; IsingEnergy uses spins.
+    values = (0.0, 1.0)
+
+    def __init__(self, n_features, generator=None):
+        super().__init__()
+        self.n_features = n_features
+        self.bias = nn.Parameter(torch.zeros(n_features))
+        self.weight_raw = nn.Parameter(torch.zeros(n_features, n_features))
+
+    def coupling_matrix(self):
+        """The symmetric, zero-diagonal coupling matrix ``W``.
+
+        Returns
+        -------
+        coupling : Tensor of shape (n_features, n_features)
+            ``W``, differentiable in ``weight_raw``.
+        """
+        upper = torch.triu(self.weight_raw, diagonal=1)
+        return upper + upper.T
+
+    @torch.no_grad()
+    def set_parameters(self, bias, coupling):
+        """Set ``b`` and ``W`` in place (the upper triangle of ``coupling`` is used).
+
+        Parameters
+        ----------
+        bias : Tensor of shape (n_features,)
+            The fields ``b``.
+        coupling : Tensor of shape (n_features, n_features)
+            The couplings; only its strict upper triangle is read, so ``W``
+            stays symmetric with a zero diagonal.
+        """
+        self.bias.copy_(bias)
+        self.weight_raw.copy_(torch.triu(coupling.to(self.weight_raw.dtype), 1))
+
+    def forward(self, x):
+        w = self.coupling_matrix()
+        return -(x @ self.bias) - 0.5 * ((x @ w) * x).sum(-1)
+
+    def _flip_step(self, x):
+        lo, hi = self.values
+        return (lo + hi) - 2 * x
+
+    def flip_differences(self, x):
+        """Energy change ``E(flip_j x) - E(x)`` of every one-bit flip.
+
+        From the quadratic form, with no extra energy evaluation.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, n_features)
+            States, with entries in ``values``.
+
+        Returns
+        -------
+        delta : Tensor of shape (n, n_features)
+            Column ``j`` is the change when bit ``j`` is flipped.
+        """
+        return -self._flip_step(x) * (self.bias + x @ self.coupling_matrix())
+
+    def flip_difference_at(self, x, index):
+        """Energy change of flipping one chosen bit per row.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, n_features)
+            States, with entries in ``values``.
+        index : LongTensor of shape (n,)
+            The bit flipped in each row.
+
+        Returns
+        -------
+        delta : Tensor of shape (n,)
+            ``E(flip_{index[i]} x_i) - E(x_i)``.
+        """
+        w_rows = self.coupling_matrix()[index]  # (n, d)
+        field = self.bias[index] + (w_rows * x).sum(-1)
+        step = self._flip_step(x.gather(1, index[:, None]).squeeze(1))
+        return -step * field
+
+
+class IsingEnergy(BoltzmannEnergy):
+    """Ising model on spins ``σ ∈ {-1, +1}^d``: ``E(σ) = -h^T σ - ½ σ^T J σ``.
+
+    The same quadratic form as :class:`BoltzmannEnergy`, on spins: the fields
+    ``h`` are ``bias`` and the couplings ``J`` (symmetric, zero diagonal) are
+    :meth:`coupling_matrix`. Flipping spin ``j`` changes the energy by
+    ``2 σ_j (h_j + (J σ)_j)``.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of spins.
+    generator : torch.Generator, default=None
+        Unused (parameters start at zero); kept for a uniform constructor
+        signature.
+
+    Attributes
+    ----------
+    bias : torch.nn.Parameter of shape (n_features,)
+        The fields ``h``.
+    weight_raw : torch.nn.Parameter of shape (n_features, n_features)
+        Free parameter whose strict upper triangle defines ``J``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.energies import IsingEnergy
+    >>> energy = IsingEnergy(2).double()
+    >>> energy.set_parameters(torch.tensor([0.5, 0.0]),
+    ...                       torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    >>> s = torch.tensor([[1.0, -1.0]], dtype=torch.float64)
+    >>> energy(s)  # -(0.5) - (-1)
+    tensor([0.5000], dtype=torch.float64, grad_fn=<SubBackward0>)
+    >>> energy.flip_differences(s)
+    tensor([[-1., -2.]], dtype=torch.float64, grad_fn=<MulBackward0>)
+    """
+
+    values = (-1.0, 1.0)
+
+
+def flip_energy_differences(energy, x, *, values=(0.0, 1.0)):
+    """Energy change ``E(flip_j x) - E(x)`` for every sample and every bit.
+
+    A flip maps a bit to the other of ``values``. Energies with a
+    ``flip_differences`` method (pairwise models) use it; any other energy is
+    evaluated once on all ``n * d`` flipped copies, as one batch (no Python
+    loop over bits).
+
+    Parameters
+    ----------
+    energy : callable
+        ``(n, d) -> (n,)``, e.g. a :class:`MLPEnergy`.
+    x : Tensor of shape (n, d)
+        States, with entries in ``values``.
+    values : tuple of two floats, default=(0.0, 1.0)
+        The two values a unit takes: ``(0, 1)`` bits or ``(-1, 1)`` spins.
+
+    Returns
+    -------
+    delta : Tensor of shape (n, d)
+        Column ``j`` is the energy change when bit ``j`` is flipped.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.energies import flip_energy_differences
+    >>> def energy(x):
+    ...     return -x.sum(1)  # independent bits, each favouring 1
+    >>> flip_energy_differences(energy, torch.tensor([[1.0, 0.0]]))
+    tensor([[ 1., -1.]])
+    """
+    if hasattr(energy, "flip_differences"):
+        return energy.flip_differences(x)
+    n, d = x.shape
+    lo, hi = values
+    flipped = x[:, None, :] + torch.diag_embed((lo + hi) - 2 * x)  # (n, d, d)
+    e_flipped = energy(flipped.reshape(n * d, d)).reshape(n, d)
+    return e_flipped - energy(x)[:, None]

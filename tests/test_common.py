@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skebm import (
     EnergyDiscrepancyDensity,
+    RatioMatchingBinary,
     ScoreMatchingDensity,
     SlicedScoreMatchingDensity,
 )
@@ -17,7 +18,15 @@ FAST = dict(
     n_sampling_steps=10,
 )
 
+# The binary estimators binarize at 0 by default (as BernoulliNB), so the
+# checks' continuous data is valid input.
+BINARY_FAST = dict(n_ais_chains=32, n_ais_steps=10, n_sweeps=5)
+
 ESTIMATORS = [
+    RatioMatchingBinary(hidden_layer_sizes=(8,), max_iter=3, **BINARY_FAST),
+    RatioMatchingBinary(
+        energy="boltzmann", method="ggis", n_flip_samples=2, max_iter=3, **BINARY_FAST
+    ),
     ScoreMatchingDensity(**FAST),
     ScoreMatchingDensity(energy="quadratic"),
     ScoreMatchingDensity(domain="nonnegative", **FAST),

@@ -6,6 +6,8 @@ parameters.
 """
 
 from .energy_discrepancy import energy_discrepancy_loss, gaussian_negatives
+from .pseudo_likelihood import pseudo_log_likelihood
+from .ratio_matching import ggis_ratio_matching_loss, ratio_matching_loss
 from .score_matching import (
     energy_gradient,
     exact_score_matching_loss,
@@ -23,7 +25,10 @@ __all__ = [
     "exact_score_matching_loss",
     "finite_difference_score_matching_loss",
     "gaussian_negatives",
+    "ggis_ratio_matching_loss",
+    "pseudo_log_likelihood",
     "random_projections",
+    "ratio_matching_loss",
     "sliced_score_matching_loss",
     "solve_linear_score_matching",
 ]

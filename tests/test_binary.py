@@ -1,0 +1,343 @@
+"""RatioMatchingBinary and the shared binary machinery (energies, Gibbs, log Z)."""
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+
+from skebm import RatioMatchingBinary
+from skebm.energies import BoltzmannEnergy, IsingEnergy, MLPEnergy
+from skebm.energies import flip_energy_differences as flip_differences
+from skebm.objectives import (
+    ggis_ratio_matching_loss,
+    pseudo_log_likelihood,
+    ratio_matching_loss,
+)
+from skebm.partition import (
+    binary_states,
+    log_partition_ais_binary,
+    log_partition_enumerate,
+)
+from skebm.samplers import gibbs
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def _random_boltzmann(d, scale=0.3, seed=0, cls=BoltzmannEnergy):
+    rng = np.random.RandomState(seed)
+    w = np.triu(rng.normal(0, scale, (d, d)), 1)
+    energy = cls(d).double()
+    energy.set_parameters(
+        torch.as_tensor(rng.normal(0, 0.5, d)), torch.as_tensor(w + w.T)
+    )
+    return energy
+
+
+class Generic(torch.nn.Module):
+    """Hides the closed-form flip differences: forces the batched generic path."""
+
+    def __init__(self, energy):
+        super().__init__()
+        self.energy = energy
+
+    def forward(self, x):
+        return self.energy(x)
+
+
+def _exact_sample(energy, n, seed, values=(0.0, 1.0)):
+    d = energy.n_features
+    states = binary_states(0, 2**d, d, values=values, dtype=torch.float64, device="cpu")
+    with torch.no_grad():
+        log_p = -energy(states)
+    log_p = (log_p - torch.logsumexp(log_p, 0)).numpy()
+    idx = np.random.RandomState(seed).choice(2**d, size=n, p=np.exp(log_p))
+    return states.numpy(), log_p, idx
+
+
+# ---------------------------------------------------------------- layer C
+@pytest.mark.parametrize("cls", [BoltzmannEnergy, IsingEnergy])
+def test_flip_differences_closed_form_matches_evaluation(cls):
+    energy = _random_boltzmann(6, cls=cls)
+    lo, hi = cls.values
+    x = (
+        lo
+        + (hi - lo)
+        * (torch.rand(20, 6, generator=torch.Generator().manual_seed(0)) < 0.5).double()
+    )
+    closed = energy.flip_differences(x)
+    generic = flip_differences(Generic(energy), x, values=cls.values)
+    torch.testing.assert_close(closed, generic)
+    idx = torch.randint(6, (20,), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(
+        energy.flip_difference_at(x, idx), closed.gather(1, idx[:, None])[:, 0]
+    )
+
+
+def test_boltzmann_coupling_symmetric_zero_diagonal():
+    energy = BoltzmannEnergy(4).double()
+    with torch.no_grad():
+        energy.weight_raw.normal_(generator=torch.Generator().manual_seed(0))
+    w = energy.coupling_matrix()
+    torch.testing.assert_close(w, w.T)
+    assert float(w.detach().diagonal().abs().max()) == 0.0
+
+
+def test_ratio_matching_sign_and_invariance():
+    # Data where bit 0 is mostly on: the σ-form loss is lower for the energy
+    # that makes x_0 = 1 likely, and E + c gives the same loss.
+    x = torch.tensor([[1.0, 0.0]] * 9 + [[0.0, 0.0]], dtype=torch.float64)
+    good, bad = BoltzmannEnergy(2).double(), BoltzmannEnergy(2).double()
+    with torch.no_grad():
+        good.bias[0], bad.bias[0] = 2.0, -2.0
+    assert ratio_matching_loss(good, x) < ratio_matching_loss(bad, x)
+    shifted = ratio_matching_loss(lambda v: good(v) + 7.0, x)
+    torch.testing.assert_close(shifted, ratio_matching_loss(good, x))
+
+
+@pytest.mark.parametrize("form", ["sigmoid", "exponential"])
+def test_ggis_is_unbiased_for_exact(form):
+    energy = MLPEnergy(8, (16,), generator=torch.Generator().manual_seed(0)).double()
+    x = (torch.rand(64, 8, generator=torch.Generator().manual_seed(1)) < 0.4).double()
+    exact = float(ratio_matching_loss(energy, x, form=form))
+    gen = torch.Generator().manual_seed(2)
+    draws = [
+        float(
+            ggis_ratio_matching_loss(
+                energy, x, generator=gen, n_flip_samples=4, form=form
+            )
+        )
+        for _ in range(200)
+    ]
+    assert abs(np.mean(draws) - exact) < 4 * np.std(draws) / np.sqrt(len(draws)) + 1e-9
+    # The batched exact loss is the sum over bits of the per-flip terms.
+    delta = flip_differences(energy, x)
+    per_bit = torch.sigmoid(-delta) ** 2 if form == "sigmoid" else torch.exp(-2 * delta)
+    torch.testing.assert_close(
+        ratio_matching_loss(energy, x, form=form), per_bit.sum(1).mean()
+    )
+
+
+def test_pseudo_log_likelihood_matches_conditionals():
+    energy = _random_boltzmann(5)
+    states, log_p, _ = _exact_sample(energy, 1, 0)
+    x = torch.as_tensor(states[:7])
+    pll = pseudo_log_likelihood(energy, x)
+    # log p(x_j | x_-j) = log p(x) - log(p(x) + p(flip_j x)), by enumeration.
+    codes = (states @ (2 ** np.arange(5))).astype(int)
+    lookup = dict(zip(codes, log_p, strict=True))
+    expected = []
+    for row in states[:7]:
+        total = 0.0
+        for j in range(5):
+            f = row.copy()
+            f[j] = 1 - f[j]
+            a, b = (
+                lookup[int(row @ 2 ** np.arange(5))],
+                lookup[int(f @ 2 ** np.arange(5))],
+            )
+            total += a - np.logaddexp(a, b)
+        expected.append(total)
+    np.testing.assert_allclose(pll.detach().numpy(), expected, atol=1e-10)
+
+
+def test_enumeration_matches_brute_force():
+    energy = _random_boltzmann(7)
+    states = torch.as_tensor(np.array(np.meshgrid(*[[0.0, 1.0]] * 7)).reshape(7, -1).T)
+    with torch.no_grad():
+        brute = float(torch.logsumexp(-energy(states), 0))
+    log_z, std = log_partition_enumerate(energy, 7, chunk_size=20)
+    assert log_z == pytest.approx(brute, abs=1e-10) and std == 0.0
+
+
+@pytest.mark.parametrize(
+    "energy",
+    [
+        _random_boltzmann(16, scale=0.25),
+        _random_boltzmann(16, scale=0.25, cls=IsingEnergy),
+        Generic(
+            MLPEnergy(16, (16,), generator=torch.Generator().manual_seed(0)).double()
+        ),
+    ],
+    ids=["boltzmann", "ising", "mlp"],
+)
+def test_ais_agrees_with_enumeration_d16(energy):
+    values = getattr(energy, "values", (0.0, 1.0))
+    exact, _ = log_partition_enumerate(energy, 16, values=values)
+    probs = torch.full((16,), 0.5, dtype=torch.float64)
+    ais, stderr = log_partition_ais_binary(
+        energy,
+        probs,
+        values=values,
+        n_chains=400,
+        n_steps=100,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert 0 < stderr < 0.1
+    assert abs(ais - exact) < 3 * stderr
+
+
+@pytest.mark.parametrize("scan", ["systematic", "random"])
+@pytest.mark.parametrize("generic", [False, True])
+def test_gibbs_matches_enumerated_moments(scan, generic):
+    energy = _random_boltzmann(5, scale=0.6)
+    states, log_p, _ = _exact_sample(energy, 1, 0)
+    p = np.exp(log_p)
+    mean = p @ states
+    second = (states * p[:, None]).T @ states
+    x0 = torch.zeros(4000, 5, dtype=torch.float64)
+    target = Generic(energy) if generic else energy
+    gen = torch.Generator().manual_seed(0)
+    x = gibbs(target, x0, n_sweeps=30, scan=scan, generator=gen).numpy()
+    np.testing.assert_allclose(x.mean(0), mean, atol=0.03)
+    np.testing.assert_allclose(x.T @ x / len(x), second, atol=0.03)
+    again = gibbs(
+        target, x0, n_sweeps=30, scan=scan, generator=torch.Generator().manual_seed(0)
+    )
+    np.testing.assert_array_equal(x, again.numpy())
+
+
+# ------------------------------------------------------------- estimator
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["exact", "ggis"])
+def test_boltzmann_d10_log_probabilities_recovered(method):
+    d = 10
+    truth = _random_boltzmann(d, scale=0.3, seed=0)
+    states, log_p, idx = _exact_sample(truth, 20000, seed=1)
+    X = states[idx]
+    est = RatioMatchingBinary(
+        energy="boltzmann",
+        method=method,
+        batch_size=1000,
+        learning_rate_init=0.02,
+        random_state=0,
+    ).fit(X)
+    assert est.log_partition_method_ == "exact"
+    _, _, test_idx = _exact_sample(truth, 5000, seed=2)
+    error = np.abs(est.score_samples(states[test_idx]) - log_p[test_idx]).mean()
+    assert error < 0.1
+
+
+def test_exponential_form_is_not_consistent():
+    # Independent bits with P(1) = 0.8: the σ-form recovers the log-odds,
+    # the exponential form (RMwGGIS code) a quarter of them (r^4 = p1 / p0).
+    X = (np.random.RandomState(0).rand(20000, 2) < 0.8).astype(float)
+    logit = np.log(X.mean(0) / (1 - X.mean(0)))
+    kw = dict(
+        energy="boltzmann",
+        batch_size=2000,
+        learning_rate_init=0.05,
+        alpha=0.0,
+        random_state=0,
+        tol=1e-6,
+    )
+    sig = RatioMatchingBinary(**kw).fit(X)
+    expo = RatioMatchingBinary(form="exponential", **kw).fit(X)
+    np.testing.assert_allclose(sig.energy_.bias.detach().numpy(), logit, atol=0.05)
+    np.testing.assert_allclose(expo.energy_.bias.detach().numpy(), logit / 4, atol=0.05)
+
+
+def test_non_binary_input_with_binarize_none_is_a_clear_error():
+    X = np.random.RandomState(0).rand(50, 3)
+    est = RatioMatchingBinary(binarize=None, max_iter=2)
+    with pytest.raises(
+        ValueError, match=r"binarize=None expects binary data.*\{0, 1\}"
+    ):
+        est.fit(X)
+    assert not hasattr(est, "energy_")
+    with pytest.raises(ValueError, match="expects binary"):
+        est.fit(np.array([[0.0, 1.0], [-1.0, 1.0], [1.0, 0.0]]))
+    fitted = RatioMatchingBinary(binarize=None, max_iter=2, energy="boltzmann").fit(
+        X > 0.5
+    )
+    with pytest.raises(ValueError, match="expects binary"):
+        fitted.score_samples(X)
+
+
+def test_encodings_and_binarize():
+    rng = np.random.RandomState(0)
+    bits = (rng.rand(200, 4) < 0.3).astype(float)
+    kw = dict(energy="boltzmann", max_iter=5, random_state=0, n_sweeps=3)
+    zero_one = RatioMatchingBinary(binarize=None, **kw).fit(bits)
+    spins = RatioMatchingBinary(binarize=None, **kw).fit(2 * bits - 1)
+    assert set(np.unique(zero_one.sample(50, random_state=0))) <= {0.0, 1.0}
+    assert set(np.unique(spins.sample(50, random_state=0))) == {-1.0, 1.0}
+    # Same model, whatever the encoding; scoring accepts either encoding.
+    np.testing.assert_allclose(
+        zero_one.score_samples(bits), spins.score_samples(2 * bits - 1)
+    )
+    np.testing.assert_allclose(
+        zero_one.score_samples(2 * bits - 1), zero_one.score_samples(bits)
+    )
+    # A threshold: grey levels become bits; spins keep their encoding.
+    grey = bits * 16 * rng.rand(200, 4)
+    thresholded = RatioMatchingBinary(binarize=0.0, **kw).fit(grey)
+    np.testing.assert_allclose(
+        thresholded.score_samples(grey), zero_one.score_samples(bits)
+    )
+    assert set(
+        np.unique(
+            RatioMatchingBinary(**kw).fit(2 * bits - 1).sample(20, random_state=0)
+        )
+    ) == {-1.0, 1.0}
+
+
+def test_constant_columns_stay_finite():
+    rng = np.random.RandomState(0)
+    X = (rng.rand(300, 6) < 0.4).astype(float)
+    X[:, 0], X[:, 5] = 0.0, 1.0
+    for energy in ["boltzmann", "mlp"]:
+        est = RatioMatchingBinary(
+            energy=energy, max_iter=20, hidden_layer_sizes=(16,), random_state=0
+        ).fit(X)
+        flipped = X.copy()
+        flipped[:, 0] = 1.0
+        assert np.isfinite(est.score_samples(flipped)).all()
+        assert est.score_samples(X).mean() > est.score_samples(flipped).mean()
+        assert np.isfinite(est.log_partition_)
+
+
+def test_sampling_modes_and_reproducibility():
+    X = (np.random.RandomState(0).rand(300, 8) < 0.3).astype(float)
+    est = RatioMatchingBinary(energy="boltzmann", max_iter=30, random_state=0).fit(X)
+    a = est.sample(50, random_state=1)
+    np.testing.assert_array_equal(a, est.sample(50, random_state=1))
+    persistent = est.set_params(n_sampling_chains=4, n_sweeps=20, scan="random").sample(
+        50, random_state=1
+    )
+    assert persistent.shape == (50, 8)
+    from_data = est.set_params(
+        sampling_init="data", n_sweeps=0, n_sampling_chains=None
+    ).sample(10, random_state=0)
+    assert {tuple(r) for r in from_data} <= {tuple(r) for r in X}
+
+
+def test_ais_used_above_twenty_features_and_joblib_round_trip(tmp_path):
+    X = (np.random.RandomState(0).rand(200, 24) < 0.3).astype(np.float32)
+    est = RatioMatchingBinary(
+        energy="boltzmann",
+        method="ggis",
+        max_iter=5,
+        n_ais_chains=64,
+        n_ais_steps=30,
+        random_state=0,
+    ).fit(X)
+    assert est.log_partition_method_ == "ais" and 0 < est.log_partition_std_ < 1
+    assert est.score_samples(X).dtype == np.float32
+    joblib.dump(est, tmp_path / "m.joblib")
+    loaded = joblib.load(tmp_path / "m.joblib")
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    np.testing.assert_array_equal(
+        loaded.pseudo_log_likelihood(X), est.pseudo_log_likelihood(X)
+    )
+
+
+def test_grid_search_selects_by_held_out_log_likelihood():
+    X = (np.random.RandomState(0).rand(400, 5) < 0.3).astype(float)
+    search = GridSearchCV(
+        RatioMatchingBinary(energy="boltzmann", max_iter=20, random_state=0),
+        {"method": ["exact", "ggis"]},
+        cv=2,
+    ).fit(X)
+    assert search.best_params_["method"] in ("exact", "ggis")
+    assert np.isfinite(search.best_score_)
