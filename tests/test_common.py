@@ -2,7 +2,12 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skebm import RatioMatchingBinary, ScoreMatchingDensity, SlicedScoreMatchingDensity
+from skebm import (
+    PseudoLikelihoodIsing,
+    RatioMatchingBinary,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
 
 # Small networks and few epochs: the checks are about the API, not accuracy.
 FAST = dict(
@@ -22,6 +27,8 @@ ESTIMATORS = [
     RatioMatchingBinary(
         energy="boltzmann", method="ggis", n_flip_samples=2, max_iter=3, **BINARY_FAST
     ),
+    PseudoLikelihoodIsing(**BINARY_FAST),
+    PseudoLikelihoodIsing(penalty="l1", alpha=0.05, refit=True, **BINARY_FAST),
     ScoreMatchingDensity(**FAST),
     ScoreMatchingDensity(energy="quadratic"),
     ScoreMatchingDensity(domain="nonnegative", **FAST),
