@@ -87,7 +87,7 @@ def neighbourhood_selection(X, alpha):
     for i in range(d):
         rest = np.delete(np.arange(d), i)
         clf = LogisticRegression(
-            l1_ratio=1.0, C=4.0 / (alpha * n), solver="liblinear", tol=1e-6
+            l1_ratio=1.0, C=4.0 / (alpha * n), solver="liblinear"
         ).fit(X[:, rest], X[:, i])
         B[i, rest] = clf.coef_[0]
     t_pen = time.perf_counter() - t0
@@ -239,7 +239,7 @@ def main():
     J, _, X = part_lattice(alphas)
     if not args.quick:
         part_large(n_sweeps=200)
-    part_ebmkit(J, X, max_evals=20 if args.quick else 100)
+    part_ebmkit(J, X, max_evals=10 if args.quick else 25)
 
 
 if __name__ == "__main__":

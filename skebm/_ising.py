@@ -187,45 +187,63 @@ def _solve_pseudo_likelihood(
         n_iter += int(result.nit)
         return result.x
 
+    def solve_on(h, edges, work, l1, l2, phase):
+        """Minimize over the fields and the couplings in ``work`` (the others
+        held at zero); with ``l1``, in the split form ``J = J⁺ - J⁻``."""
+        idx = np.flatnonzero(work)
+        k = idx.size
+
+        def couplings(x):
+            full = np.zeros(m)
+            full[idx] = x[d : d + k] - x[d + k :] if l1 else x[d:]
+            return full
+
+        def fun(x):
+            value, gh, ge = smooth(x[:d], couplings(x), l2)
+            ge = ge[idx]
+            if not l1:
+                return value, np.concatenate([gh, ge])
+            value += alpha * x[d:].sum()
+            return value, np.concatenate([gh, ge + alpha, alpha - ge])
+
+        e = edges[idx]
+        if l1:
+            x0 = np.concatenate([h, np.maximum(e, 0), np.maximum(-e, 0)])
+            bounds = [(None, None)] * d + [(0.0, None)] * (2 * k)
+        else:
+            x0, bounds = np.concatenate([h, e]), None
+        x = run(fun, x0, bounds, phase)
+        return x[:d], couplings(x)
+
     h = np.asarray(h0, dtype=np.float64)
     edges = np.asarray(J0, dtype=np.float64)[rows, cols]
+    if not h.any() and not edges.any():
+        # Cold start at the independent-spin solution.
+        mean = to_numpy(spins.mean(0))
+        h = np.arctanh(np.clip(mean, -1 + 1e-6, 1 - 1e-6))
     free = np.ones(m, dtype=bool)
     if penalty == "l1" and alpha > 0:
-
-        def fun_l1(x):
-            hx, pos, neg = x[:d], x[d : d + m], x[d + m :]
-            value, gh, ge = smooth(hx, pos - neg, 0.0)
-            value += alpha * (pos.sum() + neg.sum())
-            return value, np.concatenate([gh, ge + alpha, -ge + alpha])
-
-        x0 = np.concatenate([h, np.maximum(edges, 0), np.maximum(-edges, 0)])
-        bounds = [(None, None)] * d + [(0.0, None)] * (2 * m)
-        x = run(fun_l1, x0, bounds, "l1")
-        h, edges = x[:d], x[d : d + m] - x[d + m :]
+        # Working set: solve over the couplings that are nonzero or violate
+        # |gradient| <= alpha, check the KKT conditions on all couplings, add
+        # the violators, repeat. Each restricted solve is exact, so the loop
+        # ends at the solution of the full problem.
         l2 = 0.0
+        _, _, ge = smooth(h, edges, 0.0)
+        work = (edges != 0) | (np.abs(ge) > alpha)
+        while True:
+            h, edges = solve_on(h, edges, work, True, 0.0, "l1")
+            _, gh, ge = smooth(h, edges, 0.0)
+            violators = ~work & (np.abs(ge) > alpha + tol)
+            if not violators.any() or n_iter >= max_iter:
+                break
+            work |= violators
     else:
         l2 = alpha if penalty == "l2" else 0.0
-
-        def fun_l2(x):
-            value, gh, ge = smooth(x[:d], x[d:], l2)
-            return value, np.concatenate([gh, ge])
-
-        x = run(fun_l2, np.concatenate([h, edges]), None, penalty)
-        h, edges = x[:d], x[d:]
+        h, edges = solve_on(h, edges, free, False, l2, penalty)
 
     if refit:
         free = edges != 0
-        bounds = [(None, None)] * d + [
-            (None, None) if f else (0.0, 0.0) for f in free
-        ]
-
-        def fun_refit(x):
-            value, gh, ge = smooth(x[:d], x[d:], 0.0)
-            return value, np.concatenate([gh, ge])
-
-        x = run(fun_refit, np.concatenate([h, np.where(free, edges, 0.0)]), bounds,
-                "refit")
-        h, edges = x[:d], np.where(free, x[d:], 0.0)
+        h, edges = solve_on(h, edges, free, False, 0.0, "refit")
         final_penalty, final_alpha = "none", 0.0
     else:
         final_penalty, final_alpha = penalty, alpha
