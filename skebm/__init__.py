@@ -2,12 +2,14 @@
 
 from ._binary import RatioMatchingBinary
 from ._energy_discrepancy import EnergyDiscrepancyDensity
+from ._ising import PseudoLikelihoodIsing
 from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EnergyDiscrepancyDensity",
+    "PseudoLikelihoodIsing",
     "RatioMatchingBinary",
     "ScoreMatchingDensity",
     "SlicedScoreMatchingDensity",

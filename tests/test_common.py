@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skebm import (
     EnergyDiscrepancyDensity,
+    PseudoLikelihoodIsing,
     RatioMatchingBinary,
     ScoreMatchingDensity,
     SlicedScoreMatchingDensity,
@@ -27,6 +28,8 @@ ESTIMATORS = [
     RatioMatchingBinary(
         energy="boltzmann", method="ggis", n_flip_samples=2, max_iter=3, **BINARY_FAST
     ),
+    PseudoLikelihoodIsing(**BINARY_FAST),
+    PseudoLikelihoodIsing(penalty="l1", alpha=0.05, refit=True, **BINARY_FAST),
     ScoreMatchingDensity(**FAST),
     ScoreMatchingDensity(energy="quadratic"),
     ScoreMatchingDensity(domain="nonnegative", **FAST),

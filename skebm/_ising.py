@@ -1,0 +1,540 @@
+"""The Ising model fitted by pseudo-likelihood (layer A).
+
+:class:`PseudoLikelihoodIsing` fits ``E(σ) = -½ σᵀJσ - hᵀσ`` on spins by
+maximizing the symmetric (joint) pseudo-likelihood, a convex problem, solved
+to optimality with a full-batch quasi-Newton method in float64. The private
+solver :func:`_solve_pseudo_likelihood` does the mathematics with no
+validation; the estimator validates, solves and sets attributes (the split of
+``sklearn/covariance/_graph_lasso.py``).
+"""
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._binary import _SPINS, _BaseBinaryEnergyDensity
+from ._torch_utils import to_numpy
+from ._training import TrainingResult
+from .energies import IsingEnergy
+from .objectives.pseudo_likelihood import pseudo_log_likelihood
+
+# A ridge of this strength on every parameter (fields included) makes the
+# objective strictly convex and its minimizer finite when a spin is constant
+# in the data (its field would otherwise run off to infinity). It moves a
+# coupling of order one by about 1e-8: far below any statistical error.
+_RIDGE = 1e-8
+# Elements of an (n, d) block of the data processed at once by the solver.
+_SOLVER_CHUNK_ELEMENTS = 2**22
+# Columns multiplied together before a log (2^512 is far below overflow).
+_PRODUCT_BLOCK = 512
+# Corrections kept by L-BFGS.
+_LBFGS_MEMORY = 20
+
+# Parameters of the minibatch-trained binary estimators that the full-batch
+# solver has no use for.
+_MINIBATCH_ONLY = {
+    "energy",
+    "hidden_layer_sizes",
+    "activation",
+    "batch_size",
+    "learning_rate_init",
+    "n_iter_no_change",
+    "early_stopping",
+    "validation_fraction",
+}
+
+
+def _pseudo_likelihood_value_and_gradient(spins, h, J):
+    """Mean negative pseudo-log-likelihood and its gradient (float64 tensors).
+
+    With ``a = h + Jσ`` the loss is
+    ``mean_s Σ_i [log 2cosh a_i - σ_i a_i]``; its gradient is
+    ``mean_s (tanh a - σ)`` for ``h`` and the symmetrized
+    ``mean_s [(tanh a - σ) σᵀ + σ (tanh a - σ)ᵀ]`` for ``J`` (each coupling
+    enters the conditionals of both of its spins). Rows are processed in
+    chunks so the ``(n, d)`` temporaries stay bounded.
+    """
+    n, d = spins.shape
+    chunk = max(1, _SOLVER_CHUNK_ELEMENTS // max(d, 1))
+    value = 0.0
+    grad_h = spins.new_zeros(d)
+    moment = spins.new_zeros(d, d)
+    for start in range(0, n, chunk):
+        s = spins[start : start + chunk]
+        a = torch.addmm(h, s, J)
+        abs_a = a.abs()
+        # One exponential per entry: with q = 1 + exp(-2|a|),
+        # log 2cosh a = |a| + log q and tanh a = sign(a) (2 - q) / q.
+        q = torch.exp(-2.0 * abs_a).add_(1.0)
+        # Σ_i log q_i = log Π_i q_i: each q_i lies in (1, 2], so a product over
+        # at most _PRODUCT_BLOCK columns stays far from overflow.
+        log_q = sum(
+            float(torch.log(q[:, k : k + _PRODUCT_BLOCK].prod(1)).sum())
+            for k in range(0, d, _PRODUCT_BLOCK)
+        )
+        value += float(abs_a.sum()) - float((s * a).sum()) + log_q
+        residual = torch.copysign((2.0 - q).div_(q), a).sub_(s)
+        grad_h += residual.sum(0)
+        moment += s.T @ residual
+    grad_J = (moment + moment.T) / n
+    grad_J.fill_diagonal_(0.0)
+    return value / n, grad_h / n, grad_J
+
+
+def _kkt_residual(grad_h, grad_edges, edges, *, penalty, alpha, free):
+    """Largest violation of the optimality conditions (inf-norm).
+
+    ``grad_*`` are gradients of the smooth part (loss, ridge and, for L2, the
+    penalty). For L1 a nonzero coupling needs ``g + alpha sign(J) = 0`` and a
+    zero one ``|g| <= alpha``. Couplings held at zero (``~free``) are not
+    variables.
+    """
+    if penalty == "l1":
+        g = np.where(
+            edges != 0,
+            grad_edges + alpha * np.sign(edges),
+            np.sign(grad_edges) * np.maximum(np.abs(grad_edges) - alpha, 0.0),
+        )
+    else:
+        g = grad_edges
+    g = g[free]
+    worst = float(np.max(np.abs(grad_h), initial=0.0))
+    return max(worst, float(np.max(np.abs(g), initial=0.0)))
+
+
+def _solve_pseudo_likelihood(
+    spins,
+    h0,
+    J0,
+    *,
+    penalty,
+    alpha,
+    refit,
+    max_iter,
+    tol,
+    verbose=False,
+):
+    """Minimize the penalized negative pseudo-log-likelihood of an Ising model.
+
+    ``spins`` is an ``(n, d)`` float64 tensor in {-1, +1}; ``h0``, ``J0`` the
+    starting point (warm start). The objective is
+
+    ``mean_s Σ_i [log 2cosh a_i - σ_i a_i] + P(J) + ridge``
+
+    with ``P = alpha Σ_{i<j} |J_ij|`` (``"l1"``) or
+    ``alpha/2 Σ_{i<j} J_ij²`` (``"l2"``). L2 is smooth and solved by L-BFGS.
+    L1 is solved exactly as the equivalent bound-constrained smooth problem
+    ``J = J⁺ - J⁻``, ``J^± >= 0``, penalty ``alpha Σ (J⁺ + J⁻)``, by L-BFGS-B,
+    whose projected steps put inactive couplings exactly at zero. With
+    ``refit``, the couplings left nonzero are refitted without penalty, the
+    others held at zero. Stops when the KKT residual (the inf-norm of the
+    minimum-norm subgradient) is at most ``tol``, verified after the solve.
+
+    Returns ``(h, J, value, loss_curve, n_iter, converged, kkt)`` with ``h``,
+    ``J`` float64 numpy arrays and ``value`` the final objective.
+    """
+    n, d = spins.shape
+    rows, cols = np.triu_indices(d, 1)
+    m = rows.size
+    device = spins.device
+    iu = (torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device))
+    loss_curve = []
+    n_iter = 0
+
+    def unpack(h, edges):
+        J = torch.zeros(d, d, dtype=torch.float64, device=device)
+        e = torch.as_tensor(edges, dtype=torch.float64, device=device)
+        J[iu] = e
+        return torch.as_tensor(h, dtype=torch.float64, device=device), J + J.T
+
+    def smooth(h, edges, l2):
+        """Loss + ridge (+ L2 penalty), with gradients, in numpy."""
+        th, tJ = unpack(h, edges)
+        value, gh, gJ = _pseudo_likelihood_value_and_gradient(spins, th, tJ)
+        gh = to_numpy(gh) + _RIDGE * h
+        ge = to_numpy(gJ[iu]) + (_RIDGE + l2) * edges
+        value += 0.5 * _RIDGE * (h @ h) + 0.5 * (_RIDGE + l2) * (edges @ edges)
+        return value, gh, ge
+
+    def run(fun, x0, bounds, phase):
+        nonlocal n_iter
+
+        def callback(intermediate_result):
+            loss_curve.append(float(intermediate_result.fun))
+            if verbose:
+                print(f"{phase} iteration {len(loss_curve)}, "
+                      f"loss = {loss_curve[-1]:.8f}")
+
+        result = minimize(
+            fun,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            callback=callback,
+            options={
+                "maxiter": max(1, max_iter - n_iter),
+                "gtol": tol,
+                "ftol": 0.0,
+                "maxcor": _LBFGS_MEMORY,
+                "maxls": 50,
+            },
+        )
+        n_iter += int(result.nit)
+        return result.x
+
+    def solve_on(h, edges, work, l1, l2, phase):
+        """Minimize over the fields and the couplings in ``work`` (the others
+        held at zero); with ``l1``, in the split form ``J = J⁺ - J⁻``."""
+        idx = np.flatnonzero(work)
+        k = idx.size
+
+        def couplings(x):
+            full = np.zeros(m)
+            full[idx] = x[d : d + k] - x[d + k :] if l1 else x[d:]
+            return full
+
+        def fun(x):
+            value, gh, ge = smooth(x[:d], couplings(x), l2)
+            ge = ge[idx]
+            if not l1:
+                return value, np.concatenate([gh, ge])
+            value += alpha * x[d:].sum()
+            return value, np.concatenate([gh, ge + alpha, alpha - ge])
+
+        e = edges[idx]
+        if l1:
+            x0 = np.concatenate([h, np.maximum(e, 0), np.maximum(-e, 0)])
+            bounds = [(None, None)] * d + [(0.0, None)] * (2 * k)
+        else:
+            x0, bounds = np.concatenate([h, e]), None
+        x = run(fun, x0, bounds, phase)
+        return x[:d], couplings(x)
+
+    h = np.asarray(h0, dtype=np.float64)
+    edges = np.asarray(J0, dtype=np.float64)[rows, cols]
+    if not h.any() and not edges.any():
+        # Cold start at the independent-spin solution.
+        mean = to_numpy(spins.mean(0))
+        h = np.arctanh(np.clip(mean, -1 + 1e-6, 1 - 1e-6))
+    free = np.ones(m, dtype=bool)
+    if penalty == "l1" and alpha > 0:
+        # Working set: solve over the couplings that are nonzero or violate
+        # |gradient| <= alpha, check the KKT conditions on all couplings, add
+        # the violators, repeat. Each restricted solve is exact, so the loop
+        # ends at the solution of the full problem.
+        l2 = 0.0
+        _, _, ge = smooth(h, edges, 0.0)
+        work = (edges != 0) | (np.abs(ge) > alpha)
+        while True:
+            h, edges = solve_on(h, edges, work, True, 0.0, "l1")
+            _, gh, ge = smooth(h, edges, 0.0)
+            violators = ~work & (np.abs(ge) > alpha + tol)
+            if not violators.any() or n_iter >= max_iter:
+                break
+            work |= violators
+    else:
+        l2 = alpha if penalty == "l2" else 0.0
+        h, edges = solve_on(h, edges, free, False, l2, penalty)
+
+    if refit:
+        free = edges != 0
+        h, edges = solve_on(h, edges, free, False, 0.0, "refit")
+        final_penalty, final_alpha = "none", 0.0
+    else:
+        final_penalty, final_alpha = penalty, alpha
+
+    value, gh, ge = smooth(h, edges, l2 if final_penalty == "l2" else 0.0)
+    if final_penalty == "l1":
+        value += final_alpha * np.abs(edges).sum()
+    kkt = _kkt_residual(gh, ge, edges, penalty=final_penalty, alpha=final_alpha,
+                        free=free)
+    J = np.zeros((d, d))
+    J[rows, cols] = edges
+    J = J + J.T
+    return h, J, value, loss_curve, n_iter, kkt <= tol, kkt
+
+
+class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
+    """Ising model (fully visible Boltzmann machine on spins) by pseudo-likelihood.
+
+    Fits ``p(σ) = exp(-E(σ)) / Z`` on ``σ ∈ {-1, +1}^d`` with
+    ``E(σ) = -½ σᵀJσ - hᵀσ``, ``J`` symmetric with a zero diagonal, by
+    maximizing Besag's pseudo-likelihood, the product of the one-spin
+    conditionals, which needs no ``Z``, is consistent, and is convex. The
+    *symmetric (joint)* pseudo-likelihood is fitted: one ``J_ij`` is shared by
+    the conditionals of spins ``i`` and ``j`` (not ``d`` separate per-spin
+    regressions averaged afterwards).
+
+    The problem is solved to optimality, full batch, in float64: L-BFGS for
+    ``penalty="l2"``; for ``penalty="l1"`` (sparse interaction graphs) the
+    equivalent bound-constrained problem in ``J = J⁺ - J⁻`` is solved by
+    L-BFGS-B, which gives exact zeros. Optimality is verified by the KKT
+    residual (the largest entry of the minimum-norm subgradient) against
+    ``tol``; ``refit=True`` then refits the selected graph without penalty,
+    which removes the shrinkage bias of L1.
+
+    Input in {0, 1} is mapped to spins (0 → -1, 1 → +1) and :meth:`sample`
+    answers in the encoding of the training data. ``log_partition_`` is exact
+    (enumeration of the ``2^d`` states) for ``n_features <= 20`` and estimated
+    by annealed importance sampling with Gibbs transitions above.
+
+    Parameters
+    ----------
+    penalty : {"l2", "l1"}, default="l2"
+        Penalty on the couplings: ``alpha/2 Σ_{i<j} J_ij²`` or
+        ``alpha Σ_{i<j} |J_ij|`` (each edge counted once). Fields are not
+        penalized.
+    alpha : float, default=1e-4
+        Strength of the penalty, on the scale of the mean (per sample)
+        negative pseudo-log-likelihood summed over spins.
+    refit : bool, default=False
+        After the penalized solve, refit the couplings that are nonzero
+        without penalty, the others held at zero. With ``penalty="l1"`` this
+        is the unbiased fit of the selected graph; with ``"l2"`` (no exact
+        zeros) it is the unpenalized fit.
+    binarize : float or None, default=0.0
+        Threshold: ``x > binarize`` becomes spin +1, the rest -1 (as in
+        :class:`~sklearn.naive_bayes.BernoulliNB`). ``None``: the input must
+        already be binary, all values in {0, 1} or all in {-1, +1}, and
+        anything else is a ValueError.
+    max_iter : int, default=1000
+        Maximum number of quasi-Newton iterations (over the penalized solve
+        and the refit together).
+    tol : float, default=1e-6
+        Stop when the KKT residual, the largest absolute entry of the
+        minimum-norm (sub)gradient of the objective, is at most ``tol``.
+    warm_start : bool, default=False
+        Start the solver at the previous fit's parameters (e.g. along a path
+        of decreasing ``alpha``) instead of at zero.
+    log_partition_method : {"auto", "exact", "ais"}, default="auto"
+        ``"exact"`` enumerates the ``2^d`` states (up to 30 features),
+        ``"ais"`` anneals from independent spins fitted to the data with one
+        Gibbs sweep per temperature; ``"auto"`` enumerates up to 20 features.
+    n_ais_chains : int, default=256
+        Annealed importance sampling chains.
+    n_ais_steps : int, default=200
+        Annealing temperatures (one Gibbs sweep each).
+    n_sweeps : int, default=100
+        Gibbs (Glauber) sweeps run by :meth:`sample`: the length of each
+        short-run chain, or the burn-in of the persistent chains.
+    scan : {"systematic", "random"}, default="systematic"
+        Gibbs site order: in turn, or a random site per update.
+    sampling_init : {"noise", "data"}, default="noise"
+        Start :meth:`sample`'s chains at uniform random spins or at training
+        points.
+    n_sampling_chains : int or None, default=None
+        None: one short-run chain per sample, each run ``n_sweeps`` sweeps from
+        ``sampling_init``. An int: that many persistent chains, burned in for
+        ``n_sweeps`` sweeps and then read after every further sweep.
+    device : str, default="cpu"
+        Torch device for fitting and scoring; the fitted model lives on the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Seeds log Z estimation (AIS) and the chain starts of ``sampling_init``.
+        The fit itself is deterministic.
+    verbose : bool, default=False
+        Print the objective at every solver iteration.
+
+    Attributes
+    ----------
+    couplings_ : ndarray of shape (n_features_in_, n_features_in_)
+        The fitted ``J``, symmetric with a zero diagonal, in the ±1 spin
+        convention.
+    fields_ : ndarray of shape (n_features_in_,)
+        The fitted ``h``, in the ±1 spin convention.
+    energy_ : IsingEnergy
+        The fitted energy (on spin inputs), on the CPU.
+    kkt_residual_ : float
+        The KKT residual at the solution (at most ``tol`` when converged).
+    log_partition_ : float
+        log Z of ``exp(-energy_)`` over ``{-1, +1}^d``.
+    log_partition_std_ : float
+        Its standard error (0 for enumeration).
+    log_partition_method_ : str
+        ``"exact"`` or ``"ais"``.
+    loss_curve_ : list of float
+        Objective after each solver iteration (penalized solve, then refit).
+    validation_loss_curve_ : None
+        No data are held out by the full-batch solver.
+    best_loss_ : float
+        Final value of the objective that was minimized last.
+    n_iter_ : int
+        Solver iterations run.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    RatioMatchingBinary : Binary energies (including Boltzmann machines) by
+        ratio matching.
+    sklearn.covariance.GraphicalLasso : Sparse Gaussian graphical model.
+    sklearn.neural_network.BernoulliRBM : Restricted Boltzmann machine.
+    sklearn.neighbors.KernelDensity : Kernel density estimation.
+    sklearn.mixture.GaussianMixture : Gaussian mixture density.
+
+    Notes
+    -----
+    With :math:`a_i(\\sigma) = h_i + \\sum_{j \\ne i} J_{ij} \\sigma_j`, the
+    conditional of one spin is
+    :math:`p(\\sigma_i \\mid \\sigma_{-i}) = e^{\\sigma_i a_i} / (2\\cosh a_i)`,
+    and the estimator minimizes the convex objective
+
+    .. math::
+        \\frac1n \\sum_{s=1}^n \\sum_{i=1}^d
+        \\big[\\log 2\\cosh a_i(\\sigma^{(s)})
+        - \\sigma^{(s)}_i a_i(\\sigma^{(s)})\\big] + P(J),
+
+    with one symmetric :math:`J` shared by all conditionals (the joint
+    pseudo-likelihood; the per-spin variant fits row ``i`` of :math:`J` from
+    conditional ``i`` alone and gives different, asymmetric estimates), and
+    :math:`P(J) = \\frac{\\alpha}{2} \\sum_{i<j} J_{ij}^2` or
+    :math:`\\alpha \\sum_{i<j} |J_{ij}|`. A ridge of :math:`10^{-8}` on all
+    parameters keeps the minimizer unique and finite when a spin is constant
+    in the data. One evaluation of the objective and its gradient costs two
+    ``(n, d) x (d, d)`` matrix products.
+
+    References
+    ----------
+    .. [1] J. Besag, "Statistical analysis of non-lattice data", The
+       Statistician 24(3), 1975.
+    .. [2] E. Aurell and M. Ekeberg, "Inverse Ising inference using all the
+       data", Physical Review Letters 108, 2012.
+    .. [3] P. Ravikumar, M. J. Wainwright and J. D. Lafferty,
+       "High-dimensional Ising model selection using l1-regularized logistic
+       regression", Annals of Statistics 38(3), 2010.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skebm import PseudoLikelihoodIsing
+    >>> rng = np.random.RandomState(0)
+    >>> z = rng.choice([-1.0, 1.0], size=(2000, 1))
+    >>> X = np.where(rng.rand(2000, 3) < 0.8, z, -z)  # three spins that agree
+    >>> est = PseudoLikelihoodIsing().fit(X)
+    >>> bool(np.all(est.couplings_[~np.eye(3, dtype=bool)] > 0.2))
+    True
+    >>> est.score_samples(X[:3]).shape
+    (3,)
+    >>> est.sample(4, random_state=0).shape
+    (4, 3)
+    """
+
+    _values = _SPINS
+
+    # The full-batch solver holds out no validation data; the base's fit
+    # template reads this to leave ``validation_loss_curve_`` at None.
+    early_stopping = False
+
+    _parameter_constraints: dict = {
+        **{
+            k: v
+            for k, v in _BaseBinaryEnergyDensity._parameter_constraints.items()
+            if k not in _MINIBATCH_ONLY
+        },
+        "penalty": [StrOptions({"l2", "l1"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "refit": ["boolean"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        penalty="l2",
+        alpha=1e-4,
+        refit=False,
+        binarize=0.0,
+        max_iter=1000,
+        tol=1e-6,
+        warm_start=False,
+        log_partition_method="auto",
+        n_ais_chains=256,
+        n_ais_steps=200,
+        n_sweeps=100,
+        scan="systematic",
+        sampling_init="noise",
+        n_sampling_chains=None,
+        device="cpu",
+        random_state=None,
+        verbose=False,
+    ):
+        self.penalty = penalty
+        self.alpha = alpha
+        self.refit = refit
+        self.binarize = binarize
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start = warm_start
+        self.log_partition_method = log_partition_method
+        self.n_ais_chains = n_ais_chains
+        self.n_ais_steps = n_ais_steps
+        self.n_sweeps = n_sweeps
+        self.scan = scan
+        self.sampling_init = sampling_init
+        self.n_sampling_chains = n_sampling_chains
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _objective(self):
+        # The unpenalized objective, for reference: fit solves it (with the
+        # penalty) in _closed_form_fit, never by minibatches.
+        def negative_pseudo_log_likelihood(energy, x, *, generator=None):
+            return -pseudo_log_likelihood(energy, x, values=_SPINS).mean()
+
+        return negative_pseudo_log_likelihood
+
+    def _build_energy(self, n_features, *, seed, device, dtype):
+        previous = getattr(self, "energy_", None)
+        if self.warm_start and previous is not None:
+            if previous.n_features == n_features:
+                return copy.deepcopy(previous).to(device=device, dtype=dtype)
+        return IsingEnergy(n_features).to(device=device, dtype=dtype)
+
+    def _closed_form_fit(self, energy, X, *, device, dtype):
+        spins = torch.as_tensor(X, device=device, dtype=torch.float64)
+        with torch.no_grad():
+            h0 = to_numpy(energy.bias.double())
+            J0 = to_numpy(energy.coupling_matrix().double())
+        h, J, value, curve, n_iter, converged, kkt = _solve_pseudo_likelihood(
+            spins,
+            h0,
+            J0,
+            penalty=self.penalty,
+            alpha=float(self.alpha),
+            refit=self.refit,
+            max_iter=self.max_iter,
+            tol=float(self.tol),
+            verbose=self.verbose,
+        )
+        if not (np.all(np.isfinite(h)) and np.all(np.isfinite(J))):
+            raise ValueError(  # pragma: no cover - the objective is bounded below
+                "The pseudo-likelihood solver produced non-finite parameters."
+            )
+        energy.set_parameters(
+            torch.as_tensor(h, device=device, dtype=dtype),
+            torch.as_tensor(J, device=device, dtype=dtype),
+        )
+        self._kkt_residual = kkt
+        return TrainingResult(
+            loss_curve=curve,
+            n_iter=n_iter,
+            converged=converged,
+            best_loss=value,
+        )
+
+    def _fit(self, X):
+        super()._fit(X)
+        with torch.no_grad():
+            self.couplings_ = to_numpy(self.energy_.coupling_matrix()).astype(
+                np.float64
+            )
+            self.fields_ = to_numpy(self.energy_.bias).astype(np.float64)
+        self.kkt_residual_ = self.__dict__.pop("_kkt_residual")
+        return self

@@ -1,0 +1,243 @@
+"""PseudoLikelihoodIsing: the solver, known lattices, L1 graph recovery, API."""
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+from skebm import PseudoLikelihoodIsing
+from skebm._ising import _pseudo_likelihood_value_and_gradient
+from skebm.energies import IsingEnergy
+from skebm.objectives import pseudo_log_likelihood
+from skebm.partition import binary_states
+
+
+def _lattice(side, low, high, seed, field_scale=0.2):
+    """Couplings of a side x side open lattice, magnitudes in [low, high],
+    mixed signs, and random fields."""
+    rng = np.random.RandomState(seed)
+    d = side * side
+    J = np.zeros((d, d))
+    for r in range(side):
+        for c in range(side):
+            i = r * side + c
+            for j in ([i + 1] if c + 1 < side else []) + (
+                [i + side] if r + 1 < side else []
+            ):
+                J[i, j] = rng.uniform(low, high) * rng.choice([-1.0, 1.0])
+    J = J + J.T
+    h = rng.uniform(-field_scale, field_scale, d)
+    return J, h
+
+
+def _energy(J, h):
+    energy = IsingEnergy(len(h)).double()
+    energy.set_parameters(torch.as_tensor(h), torch.as_tensor(J))
+    return energy
+
+
+def _exact_sample(J, h, n, seed):
+    """n exact draws by enumeration, with the exact log-probability of each
+    state of {-1, 1}^d."""
+    d = len(h)
+    states = binary_states(0, 2**d, d, values=(-1.0, 1.0), dtype=torch.float64,
+                           device="cpu")
+    with torch.no_grad():
+        log_p = -_energy(J, h)(states)
+    log_p = (log_p - torch.logsumexp(log_p, 0)).numpy()
+    idx = np.random.RandomState(seed).choice(2**d, size=n, p=np.exp(log_p))
+    return states.numpy()[idx], log_p[idx]
+
+
+@pytest.fixture(scope="module")
+def lattice_4x4():
+    J, h = _lattice(4, 0.2, 0.4, seed=0)
+    X, log_p = _exact_sample(J, h, 20000, seed=1)
+    return J, h, X, log_p
+
+
+def _relative_error(estimate, truth):
+    return np.linalg.norm(estimate - truth) / np.linalg.norm(truth)
+
+
+# ----------------------------------------------------------------- solver
+def test_objective_and_gradient_match_autograd_of_pseudo_likelihood():
+    rng = np.random.RandomState(0)
+    J, h = _lattice(3, 0.2, 0.5, seed=3)
+    x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(50, 9)))
+    value, grad_h, grad_J = _pseudo_likelihood_value_and_gradient(
+        x, torch.as_tensor(h), torch.as_tensor(J)
+    )
+    energy = _energy(J, h)
+    loss = -pseudo_log_likelihood(energy, x, values=(-1.0, 1.0)).mean()
+    loss.backward()
+    assert value == pytest.approx(float(loss.detach()), rel=1e-12)
+    np.testing.assert_allclose(grad_h.numpy(), energy.bias.grad.numpy(), atol=1e-12)
+    # The free parameter is the upper triangle: its gradient is the symmetric
+    # gradient's upper triangle (a coupling enters two conditionals).
+    upper = np.triu(energy.weight_raw.grad.numpy(), 1)
+    np.testing.assert_allclose(np.triu(grad_J.numpy(), 1), upper, atol=1e-12)
+
+
+def test_l2_solution_satisfies_optimality(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    alpha = 1e-2
+    est = PseudoLikelihoodIsing(alpha=alpha, tol=1e-8).fit(X[:2000])
+    assert est.kkt_residual_ <= 1e-8
+    _, gh, gJ = _pseudo_likelihood_value_and_gradient(
+        torch.as_tensor(X[:2000]),
+        torch.as_tensor(est.fields_),
+        torch.as_tensor(est.couplings_),
+    )
+    off = ~np.eye(16, dtype=bool)
+    np.testing.assert_allclose(gh.numpy(), 0, atol=1e-7)
+    np.testing.assert_allclose((gJ.numpy() + alpha * est.couplings_)[off], 0,
+                               atol=1e-7)
+
+
+# ------------------------------------------------------------ known truth
+def test_recovers_lattice_couplings_and_log_likelihood(lattice_4x4):
+    J, h, X, log_p = lattice_4x4
+    est = PseudoLikelihoodIsing(random_state=0).fit(X)
+    assert est.log_partition_method_ == "exact"
+    assert _relative_error(est.couplings_, J) < 0.1
+    np.testing.assert_allclose(est.couplings_, est.couplings_.T)
+    assert np.all(np.diag(est.couplings_) == 0)
+    assert np.abs(est.fields_ - h).max() < 0.05
+    assert np.mean(np.abs(est.score_samples(X) - log_p)) < 0.1
+    assert est.score(X) == pytest.approx(log_p.mean(), abs=0.02)
+
+
+def test_l1_recovers_the_edges_exactly_and_refit_removes_the_bias(lattice_4x4):
+    J, _, X, _ = lattice_4x4
+    edges = J != 0
+    lasso = PseudoLikelihoodIsing(penalty="l1", alpha=0.1).fit(X)
+    assert np.array_equal(lasso.couplings_ != 0, edges)
+    # Shrinkage: every selected coupling is pulled toward zero.
+    refit = PseudoLikelihoodIsing(penalty="l1", alpha=0.1, refit=True).fit(X)
+    assert np.array_equal(refit.couplings_ != 0, edges)
+    assert _relative_error(refit.couplings_, J) < _relative_error(
+        lasso.couplings_, J
+    )
+    assert _relative_error(refit.couplings_, J) < 0.1
+    assert refit.kkt_residual_ <= refit.tol
+
+
+def test_l1_kkt_conditions_hold_with_exact_zeros(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    alpha = 0.05
+    est = PseudoLikelihoodIsing(penalty="l1", alpha=alpha, tol=1e-7).fit(X[:5000])
+    J = est.couplings_
+    _, _, grad = _pseudo_likelihood_value_and_gradient(
+        torch.as_tensor(X[:5000]), torch.as_tensor(est.fields_), torch.as_tensor(J)
+    )
+    grad = grad.numpy()
+    off = ~np.eye(16, dtype=bool)
+    zero = (J == 0) & off
+    assert zero.sum() > 0
+    assert np.all(np.abs(grad[zero]) <= alpha + 1e-6)
+    active = J != 0
+    np.testing.assert_allclose(grad[active] + alpha * np.sign(J[active]), 0,
+                               atol=1e-6)
+
+
+def test_large_l1_penalty_gives_the_empty_graph(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    est = PseudoLikelihoodIsing(penalty="l1", alpha=10.0).fit(X[:1000])
+    assert np.all(est.couplings_ == 0)
+
+
+# ------------------------------------------------------- data and options
+def test_zero_one_input_is_mapped_to_spins(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    spins = PseudoLikelihoodIsing(binarize=None).fit(X[:3000])
+    bits = PseudoLikelihoodIsing(binarize=None).fit((X[:3000] + 1) / 2)
+    np.testing.assert_allclose(bits.couplings_, spins.couplings_, atol=1e-6)
+    np.testing.assert_allclose(bits.fields_, spins.fields_, atol=1e-6)
+    assert set(np.unique(bits.sample(20, random_state=0))) <= {0.0, 1.0}
+    assert set(np.unique(spins.sample(20, random_state=0))) <= {-1.0, 1.0}
+    np.testing.assert_allclose(
+        bits.score_samples((X[:50] + 1) / 2), spins.score_samples(X[:50]), atol=1e-6
+    )
+
+
+def test_non_binary_input_without_binarize_is_a_value_error():
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="binarize"):
+        PseudoLikelihoodIsing(binarize=None).fit(X)
+
+
+def test_constant_spin_gives_finite_parameters():
+    rng = np.random.RandomState(0)
+    X = rng.choice([-1.0, 1.0], size=(500, 4))
+    X[:, 2] = 1.0
+    for penalty, alpha in [("l2", 0.0), ("l1", 0.01)]:
+        est = PseudoLikelihoodIsing(penalty=penalty, alpha=alpha, refit=True).fit(X)
+        assert np.all(np.isfinite(est.couplings_))
+        assert est.fields_[2] > 3
+        assert np.all(np.isfinite(est.score_samples(X)))
+
+
+def test_pseudo_log_likelihood_method(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    est = PseudoLikelihoodIsing().fit(X[:2000])
+    a = est.fields_ + X[:10] @ est.couplings_
+    expected = (X[:10] * a - np.log(2 * np.cosh(a))).sum(1)
+    np.testing.assert_allclose(est.pseudo_log_likelihood(X[:10]), expected,
+                               rtol=1e-10)
+
+
+def test_warm_start_along_an_alpha_path_needs_fewer_iterations(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    cold = PseudoLikelihoodIsing(penalty="l1", alpha=0.02).fit(X[:5000])
+    est = PseudoLikelihoodIsing(penalty="l1", alpha=0.03, warm_start=True)
+    est.fit(X[:5000])
+    est.set_params(alpha=0.02).fit(X[:5000])
+    assert est.n_iter_ < cold.n_iter_
+    np.testing.assert_allclose(est.couplings_, cold.couplings_, atol=1e-4)
+
+
+def test_max_iter_too_small_warns(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    with pytest.warns(ConvergenceWarning):
+        PseudoLikelihoodIsing(max_iter=1).fit(X[:500])
+
+
+def test_grid_search_over_alpha(lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    search = GridSearchCV(
+        PseudoLikelihoodIsing(penalty="l1"), {"alpha": [1.0, 0.03]}, cv=3
+    ).fit(X[:3000])
+    assert search.best_params_ == {"alpha": 0.03}
+
+
+def test_joblib_round_trip(tmp_path, lattice_4x4):
+    _, _, X, _ = lattice_4x4
+    est = PseudoLikelihoodIsing().fit(X[:1000])
+    joblib.dump(est, tmp_path / "ising.joblib")
+    loaded = joblib.load(tmp_path / "ising.joblib")
+    np.testing.assert_array_equal(loaded.score_samples(X[:20]),
+                                  est.score_samples(X[:20]))
+
+
+# -------------------------------------------------------------- sampling
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(n_sweeps=30),  # short-run chains from noise, one per sample
+        dict(n_sweeps=30, n_sampling_chains=50),  # persistent chains
+        dict(n_sweeps=30, sampling_init="data", scan="random"),
+    ],
+)
+def test_gibbs_samples_match_the_model_moments(lattice_4x4, options):
+    J, h, X, _ = lattice_4x4
+    est = PseudoLikelihoodIsing(**options).fit(X)
+    S = est.sample(4000, random_state=0)
+    assert S.shape == (4000, 16)
+    np.testing.assert_allclose(S.mean(0), X.mean(0), atol=0.1)
+    edges = J != 0
+    np.testing.assert_allclose(((S.T @ S) / len(S))[edges],
+                               ((X.T @ X) / len(X))[edges], atol=0.1)
+    np.testing.assert_array_equal(S, est.sample(4000, random_state=0))
