@@ -12,6 +12,8 @@ import torch
 
 from skebm import (
     EnergyDiscrepancyDensity,
+    PseudoLikelihoodIsing,
+    RatioMatchingBinary,
     ScoreMatchingDensity,
     SlicedScoreMatchingDensity,
 )
@@ -86,6 +88,13 @@ EVERY_ESTIMATOR = {
     "score_matching": lambda: ScoreMatchingDensity(**FAST),
     "sliced_score_matching": lambda: SlicedScoreMatchingDensity(**FAST),
     "energy_discrepancy": lambda: EnergyDiscrepancyDensity(n_negatives=4, **FAST),
+    # The binary estimators threshold the moons at binarize=0.0.
+    "ratio_matching": lambda: RatioMatchingBinary(
+        hidden_layer_sizes=(8,), max_iter=3, n_ais_chains=16, n_sweeps=5, random_state=0
+    ),
+    "pseudo_likelihood_ising": lambda: PseudoLikelihoodIsing(
+        n_ais_chains=16, n_sweeps=5, random_state=0
+    ),
 }
 
 
