@@ -1,7 +1,7 @@
 """
-===================================================================
+====================================================================
 Recovering the interaction graph of a 2-D Ising lattice from samples
-===================================================================
+====================================================================
 
 A 6 x 6 Ising model with nearest-neighbour couplings of random sign and
 magnitude between 0.3 and 0.5 is sampled by Gibbs dynamics, and

@@ -1,7 +1,7 @@
 """
-=====================================================
+======================================================
 Score matching on truncated data: the bias and its fix
-=====================================================
+======================================================
 
 Score matching fits ``p(x) = exp(-E(x)) / Z`` without ``Z`` by integrating by
 parts over all of R^d. When the data live on a restricted domain (counts,

@@ -341,10 +341,10 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
 
     Attributes
     ----------
-    couplings_ : ndarray of shape (n_features_in_, n_features_in_)
+    couplings_ : ndarray of shape (`n_features_in_`, `n_features_in_`)
         The fitted ``J``, symmetric with a zero diagonal, in the ±1 spin
         convention.
-    fields_ : ndarray of shape (n_features_in_,)
+    fields_ : ndarray of shape (`n_features_in_`,)
         The fitted ``h``, in the ±1 spin convention.
     energy_ : IsingEnergy
         The fitted energy (on spin inputs), on the CPU.
@@ -366,7 +366,7 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         Solver iterations run.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
