@@ -37,7 +37,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 from skebm import PseudoLikelihoodIsing
-from skebm._ising import _pseudo_likelihood_value_and_gradient, _solve_pseudo_likelihood
+from skebm._ising import (
+    _pseudo_likelihood_value_and_gradient,
+    _solve_pseudo_likelihood,
+    _Workspace,
+)
 from skebm.energies import BoltzmannEnergy
 
 
@@ -192,7 +196,7 @@ def part_ebmkit(J, X, max_evals):
     _, t_e = timed(ebmkit_eval)
     spins = torch.as_tensor(X)
     args = (spins, torch.zeros(d, dtype=torch.float64),
-            torch.zeros(d, d, dtype=torch.float64))
+            torch.zeros(d, d, dtype=torch.float64), _Workspace(spins))
     _pseudo_likelihood_value_and_gradient(*args)
     _, t_s = timed(lambda: _pseudo_likelihood_value_and_gradient(*args))
     print(f"  one loss + gradient: ebmkit {t_e * 1e3:.0f} ms, skebm {t_s * 1e3:.1f} ms "

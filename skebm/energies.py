@@ -355,6 +355,60 @@ class BoltzmannEnergy(nn.Module):
         step = self._flip_step(x.gather(1, index[:, None]).squeeze(1))
         return -step * field
 
+    def flip_differences_on(self, x, sites):
+        """Energy change of flipping each of the chosen bits, one at a time.
+
+        Parameters
+        ----------
+        x : Tensor of shape (n, n_features)
+            States, with entries in ``values``.
+        sites : LongTensor of shape (k,)
+            The bits, each flipped alone.
+
+        Returns
+        -------
+        delta : Tensor of shape (n, k)
+            Column ``c`` is ``E(flip_{sites[c]} x) - E(x)``.
+        """
+        field = self.bias[sites] + x @ self.coupling_matrix()[:, sites]
+        return -self._flip_step(x[:, sites]) * field
+
+    @torch.no_grad()
+    def independent_site_sets(self):
+        """A partition of the bits into sets with no coupling inside a set.
+
+        Greedy colouring of the graph of the nonzero couplings (bits in
+        order, each given the smallest colour its neighbours do not use): the
+        bits of one colour are conditionally independent given the others, so
+        a Gibbs sampler may update them all at once from their exact
+        conditionals. A chessboard for a lattice; one set per bit when every
+        coupling is nonzero.
+
+        Returns
+        -------
+        sets : list of LongTensor
+            The colour classes, in colour order, on the device of the
+            parameters.
+        """
+        return _greedy_colouring(self.coupling_matrix() != 0)
+
+
+def _greedy_colouring(adjacency):
+    """Colour classes of a greedy colouring of a symmetric boolean adjacency."""
+    d = adjacency.shape[0]
+    device = adjacency.device
+    adjacency = adjacency.cpu()
+    colour = torch.full((d,), -1, dtype=torch.long)
+    for i in range(d):
+        used = colour[adjacency[i] & (colour >= 0)]
+        taken = torch.zeros(d + 1, dtype=torch.bool)
+        taken[used] = True
+        colour[i] = int(torch.argmin(taken.to(torch.uint8)))
+    return [
+        torch.nonzero(colour == c).squeeze(1).to(device)
+        for c in range(int(colour.max()) + 1 if d else 0)
+    ]
+
 
 class IsingEnergy(BoltzmannEnergy):
     """Ising model on spins ``σ ∈ {-1, +1}^d``: ``E(σ) = -h^T σ - ½ σ^T J σ``.

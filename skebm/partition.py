@@ -479,12 +479,28 @@ class _TemperedBinary:
         self.lo, self.hi = values
         if hasattr(energy, "flip_difference_at"):
             self.flip_difference_at = self._flip_difference_at
+        if hasattr(energy, "independent_site_sets") and hasattr(
+            energy, "flip_differences_on"
+        ):
+            # The base is independent: the tempered energy has the couplings
+            # of ``energy``, whose colouring is computed once for all betas.
+            self._sets = energy.independent_site_sets()
+            self.independent_site_sets = lambda: self._sets
+            self.flip_differences_on = self._flip_differences_on
 
     def base(self, x):
         return -((x - self.lo) / (self.hi - self.lo)) @ self.logits
 
     def __call__(self, x):
         return self.beta * self.energy(x) + (1 - self.beta) * self.base(x)
+
+    def _flip_differences_on(self, x, sites):
+        bit = (x[:, sites] - self.lo) / (self.hi - self.lo)
+        base = -self.logits[sites] * (1 - 2 * bit)
+        return (
+            self.beta * self.energy.flip_differences_on(x, sites)
+            + (1 - self.beta) * base
+        )
 
     def _flip_difference_at(self, x, index):
         bit = (x.gather(1, index[:, None]).squeeze(1) - self.lo) / (self.hi - self.lo)
