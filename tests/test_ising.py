@@ -8,7 +8,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 from skebm import PseudoLikelihoodIsing
-from skebm._ising import _pseudo_likelihood_value_and_gradient
+from skebm._ising import (
+    _pseudo_likelihood_value_and_gradient,
+    _restricted_newton_system,
+    _Workspace,
+)
 from skebm.energies import IsingEnergy
 from skebm.objectives import pseudo_log_likelihood
 from skebm.partition import (
@@ -84,6 +88,49 @@ def test_objective_and_gradient_match_autograd_of_pseudo_likelihood():
     # gradient's upper triangle (a coupling enters two conditionals).
     upper = np.triu(energy.weight_raw.grad.numpy(), 1)
     np.testing.assert_allclose(np.triu(grad_J.numpy(), 1), upper, atol=1e-12)
+
+
+def test_restricted_newton_system_matches_gradient_and_finite_differences():
+    # The Newton refit's value, gradient and Hessian over the fields and a
+    # subset of couplings: gradient as the full evaluation, Hessian as central
+    # differences of that gradient.
+    rng = np.random.RandomState(0)
+    n, d = 300, 6
+    x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(n, d)))
+    workspace = _Workspace(x)
+    rows, cols = np.triu_indices(d, 1)
+    keep = rng.rand(rows.size) < 0.5
+    er, ec = rows[keep], cols[keep]
+
+    def couplings(e):
+        J = np.zeros((d, d))
+        J[er, ec] = e
+        return J + J.T
+
+    theta = rng.randn(d + er.size) * 0.3
+    value, grad, hess = _restricted_newton_system(
+        workspace, theta[:d], couplings(theta[d:]), er, ec
+    )
+    v_full, gh, gJ = _pseudo_likelihood_value_and_gradient(
+        x, torch.as_tensor(theta[:d]), torch.as_tensor(couplings(theta[d:]))
+    )
+    assert value == pytest.approx(v_full, rel=1e-12)
+    np.testing.assert_allclose(grad[:d], gh.numpy(), atol=1e-12)
+    np.testing.assert_allclose(grad[d:], gJ.numpy()[er, ec], atol=1e-12)
+    eps = 1e-6
+    numeric = np.empty_like(hess)
+    for t in range(theta.size):
+        step = np.zeros_like(theta)
+        step[t] = eps
+        gp = _restricted_newton_system(
+            workspace, (theta + step)[:d], couplings((theta + step)[d:]), er, ec
+        )[1]
+        gm = _restricted_newton_system(
+            workspace, (theta - step)[:d], couplings((theta - step)[d:]), er, ec
+        )[1]
+        numeric[:, t] = (gp - gm) / (2 * eps)
+    np.testing.assert_allclose(hess, numeric, atol=1e-8)
+    np.testing.assert_allclose(hess, hess.T)
 
 
 def test_l2_solution_satisfies_optimality(lattice_4x4):
