@@ -32,6 +32,8 @@ _RIDGE = 1e-8
 _SOLVER_CHUNK_ELEMENTS = 2**22
 # Columns multiplied together before a log (2^512 is far below overflow).
 _PRODUCT_BLOCK = 512
+# L-BFGS-B iterations with an unchanged L1 support before Newton takes over.
+_SUPPORT_PATIENCE = 3
 # Corrections kept by L-BFGS.
 _LBFGS_MEMORY = 20
 
@@ -303,7 +305,7 @@ def _solve_pseudo_likelihood(
         value += 0.5 * _RIDGE * (h @ h) + 0.5 * (_RIDGE + l2) * (edges @ edges)
         return value, gh, ge
 
-    def run(fun, x0, bounds, phase):
+    def run(fun, x0, bounds, phase, stop=None):
         nonlocal n_iter
 
         def callback(intermediate_result):
@@ -311,6 +313,8 @@ def _solve_pseudo_likelihood(
             if verbose:
                 print(f"{phase} iteration {len(loss_curve)}, "
                       f"loss = {loss_curve[-1]:.8f}")
+            if stop is not None and stop(intermediate_result.x):
+                raise StopIteration
 
         result = minimize(
             fun,
@@ -336,13 +340,20 @@ def _solve_pseudo_likelihood(
             2 * d * d, 2**25 // n
         )
 
-    def newton(h, edges, idx, l2, phase):
+    def newton(h, edges, idx, l2, phase, l1_signs=None):
         """Damped Newton on the smooth problem over the fields and the
         couplings ``idx`` (the others held at zero): a handful of
-        iterations from a warm start, each one evaluation and one Hessian."""
+        iterations from a warm start, each one evaluation and one Hessian.
+
+        With ``l1_signs``, the L1 penalty on couplings of these fixed signs
+        (linear while no sign changes); returns None if a step would
+        change one (the support guessed was wrong)."""
         nonlocal n_iter
         er, ec = rows[idx], cols[idx]
         ridge = np.concatenate([np.full(d, _RIDGE), np.full(idx.size, _RIDGE + l2)])
+        linear = np.zeros(d + idx.size)
+        if l1_signs is not None:
+            linear[d:] = alpha * l1_signs
 
         def system(x):
             J = np.zeros((d, d))
@@ -351,8 +362,8 @@ def _solve_pseudo_likelihood(
             value, grad, hess = _restricted_newton_system(
                 workspace, x[:d], J, er, ec
             )
-            value += 0.5 * (ridge * x) @ x
-            grad += ridge * x
+            value += 0.5 * (ridge * x) @ x + linear @ x
+            grad += ridge * x + linear
             hess[np.diag_indices_from(hess)] += ridge
             return value, grad, hess
 
@@ -365,6 +376,8 @@ def _solve_pseudo_likelihood(
                 step = -grad
             slope = grad @ step
             t = 1.0
+            if l1_signs is not None and np.any(l1_signs * (x + step)[d:] <= 0):
+                return None
             while True:
                 new = system(x + t * step)
                 # Sufficient decrease, with slack for the rounding of a value
@@ -414,6 +427,43 @@ def _solve_pseudo_likelihood(
             bounds = [(None, None)] * d + [(0.0, None)] * (2 * k)
         else:
             x0, bounds = np.concatenate([h, e]), None
+        if not (l1 and workspace.numpy):
+            x = run(fun, x0, bounds, phase)
+            return x[:d], couplings(x)
+        # L-BFGS-B finds the support (the nonzero couplings and their signs)
+        # well before it converges; once that has held for a few iterations,
+        # Newton on the fixed-sign problem (smooth there) finishes in a few
+        # steps. Its answer is kept only if it satisfies the KKT conditions
+        # of the working set; otherwise L-BFGS-B resumes.
+        history = []
+
+        def settled(x):
+            pattern = np.sign(x[d : d + k] - x[d + k :])
+            history.append(pattern)
+            if len(history) < _SUPPORT_PATIENCE or not all(
+                np.array_equal(p, pattern) for p in history[-_SUPPORT_PATIENCE:]
+            ):
+                return False
+            return newton_affordable(np.isin(np.arange(m), idx[pattern != 0]))
+
+        x = run(fun, x0, bounds, phase, stop=settled)
+        h_try, full = x[:d], couplings(x)
+        support = np.flatnonzero(full)
+        if len(history) >= _SUPPORT_PATIENCE and support.size:
+            polished = newton(h_try, full, support, 0.0, phase,
+                              l1_signs=np.sign(full[support]))
+            if polished is not None:
+                h_new, full_new = polished
+                _, gh, ge = smooth(h_new, full_new, 0.0)
+                nz = full_new != 0
+                ok = (
+                    np.max(np.abs(gh)) <= tol
+                    and np.all(np.abs(ge[nz] + alpha * np.sign(full_new[nz])) <= tol)
+                    and np.all(np.abs(ge[work & ~nz]) <= alpha + tol)
+                )
+                if ok:
+                    return h_new, full_new
+        x0 = x
         x = run(fun, x0, bounds, phase)
         return x[:d], couplings(x)
 
