@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
+from scipy.sparse import csr_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._binary import _SPINS, _BaseBinaryEnergyDensity
@@ -33,7 +34,10 @@ _SOLVER_CHUNK_ELEMENTS = 2**22
 # Columns multiplied together before a log (2^512 is far below overflow).
 _PRODUCT_BLOCK = 512
 # L-BFGS-B iterations with an unchanged L1 support before Newton takes over.
-_SUPPORT_PATIENCE = 3
+_SUPPORT_PATIENCE = 2
+# Spins of at most this degree get their Newton block from the 2^degree
+# patterns of their neighbours' spins (bincounts) instead of a product.
+_PATTERN_DEGREE = 6
 # Corrections kept by L-BFGS.
 _LBFGS_MEMORY = 20
 
@@ -74,6 +78,22 @@ class _Workspace:
             self.spins_t = np.ascontiguousarray(self.spins.T)
             self.a_np = self.a.numpy()
             self.q_np = self.q.numpy()
+            self._aug = self._moments = None
+
+    def spins_aug_t(self):
+        """The transposed spins with a row of ones appended, ``(d + 1, n)``."""
+        if self._aug is None:
+            n, d = self.spins.shape
+            self._aug = np.empty((d + 1, n))
+            self._aug[:d] = self.spins_t
+            self._aug[d] = 1.0
+        return self._aug
+
+    def moments(self):
+        """``Σ_s σ`` and ``Σ_s σσᵀ`` (exact: sums of ±1)."""
+        if self._moments is None:
+            self._moments = (self.spins.sum(0), self.spins_t @ self.spins)
+        return self._moments
 
 
 def _pseudo_likelihood_value_and_gradient(spins, h, J, workspace=None):
@@ -145,74 +165,136 @@ def _newton_cost(d, rows, cols, free):
     return int(np.sum((1 + degree) ** 2))
 
 
-def _restricted_newton_system(workspace, h, J, edge_rows, edge_cols):
+class _NewtonSystem:
     """Objective, gradient and Hessian over the fields and some couplings.
 
-    ``workspace`` is a CPU :class:`_Workspace`; ``J`` the symmetric coupling
-    matrix (zero off the ``k`` edges ``(edge_rows[t], edge_cols[t])``). The
+    ``workspace`` is a CPU :class:`_Workspace`; the couplings are the ``k``
+    edges ``(edge_rows[t], edge_cols[t])``, the others held at zero; the
     parameters are ``(h, J_edges)``, ``d + k`` of them. With
     ``w = 1 - tanh² a`` the Hessian is ``Σ_i Σ_s w_i ∂a_i ∂a_iᵀ``, and
-    ``a_i`` depends on ``h_i`` and on the couplings of spin ``i`` only, so
-    spin ``i`` adds a ``(1 + deg_i)²`` block: a cost of
-    ``n Σ_i (1 + deg_i)²``, small next to the ``2 n d²`` of the gradient when
-    the graph is sparse. Returns ``(value, grad, hessian)``, means over the
-    samples, in numpy.
+    ``a_i`` is linear in ``h_i`` and the couplings of spin ``i`` only, with
+    coefficients ``d_i(σ) = (1, σ_j for the neighbours j)``: spin ``i`` adds
+    the block ``Σ_s w_i d_i d_iᵀ``. For a spin of small degree ``d_i`` takes
+    at most ``2^deg`` values, so the block is a sum over those patterns of
+    ``d dᵀ`` weighted by bincounts of ``w_i`` (the pattern of every sample is
+    computed once per edge set); for the others it is a matrix product. The
+    arrays are transposed, ``(d, n)`` (a spin's samples contiguous), and
+    ``J`` is sparse.
     """
-    spins = workspace.spins
-    n, d = spins.shape
-    k = edge_rows.size
-    chunk = workspace.a.shape[0]
-    # Per spin: the other end of each of its couplings and that coupling's
-    # index among the parameters.
-    others = [[] for _ in range(d)]
-    params = [[] for _ in range(d)]
-    for t, (i, j) in enumerate(zip(edge_rows, edge_cols, strict=True)):
-        others[i].append(j)
-        params[i].append(d + t)
-        others[j].append(i)
-        params[j].append(d + t)
-    others = [np.asarray(o, dtype=np.intp) for o in others]
-    local = [np.asarray([i] + params[i], dtype=np.intp) for i in range(d)]
-    value = 0.0
-    grad_h = np.zeros(d)
-    moment = np.zeros((d, d))
-    hessian = np.zeros((d + k, d + k))
-    for start in range(0, n, chunk):
-        s_np = spins[start : start + chunk]
-        rows = s_np.shape[0]
-        s = torch.from_numpy(s_np)
-        a_np = workspace.a_np[:rows]
-        np.matmul(s_np, J, out=a_np)
-        np.add(a_np, h, out=a_np)
-        a = workspace.a[:rows]
-        q = torch.abs(a, out=workspace.q[:rows])
-        value += float(q.sum() - torch.vdot(s.reshape(-1), a.reshape(-1)))
-        q.mul_(-2.0).exp_().add_(1.0)
-        for c in range(0, d, _PRODUCT_BLOCK):
-            value += float(torch.log(q[:, c : c + _PRODUCT_BLOCK].prod(1)).sum())
-        # t = tanh a (in q), then w = 1 - t² (in a), residual t - σ (in q).
-        torch.copysign(q.reciprocal_().mul_(2.0).sub_(1.0), a, out=q)
-        torch.mul(q, q, out=a).neg_().add_(1.0)
-        q.sub_(s)
-        r_np = workspace.q_np[:rows]
-        grad_h += r_np.sum(0)
-        moment += workspace.spins_t[:, start : start + rows] @ r_np
-        # Rows of the transposes are contiguous: one spin's weights, and
-        # the spins of its neighbours.
-        w_t = np.ascontiguousarray(a_np.T)
-        s_t = workspace.spins_t[:, start : start + rows]
-        for i in range(d):
-            wi = w_t[i]
-            D = s_t[others[i]]
-            WD = D * wi
-            block = np.empty((D.shape[0] + 1, D.shape[0] + 1))
-            block[0, 0] = wi.sum()
-            block[0, 1:] = block[1:, 0] = WD.sum(1)
-            block[1:, 1:] = WD @ D.T
-            hessian[np.ix_(local[i], local[i])] += block
-    grad_edges = moment[edge_rows, edge_cols] + moment[edge_cols, edge_rows]
-    grad = np.concatenate([grad_h, grad_edges]) / n
-    return value / n, grad, hessian / n
+
+    def __init__(self, workspace, edge_rows, edge_cols):
+        self.workspace = workspace
+        self.spins_t = spins_t = workspace.spins_aug_t()
+        d, n = spins_t.shape[0] - 1, spins_t.shape[1]
+        self.edge_rows, self.edge_cols = edge_rows, edge_cols
+        self.p = p = d + edge_rows.size
+        # Per spin: the rows of ``spins_t`` that ``a_i`` is linear in (the
+        # ones row ``d`` for ``h_i``, then the other end of each coupling)
+        # and the indices of those parameters.
+        others = [[d] for _ in range(d)]
+        params = [[i] for i in range(d)]
+        for t, (i, j) in enumerate(zip(edge_rows, edge_cols, strict=True)):
+            others[i].append(j)
+            params[i].append(d + t)
+            others[j].append(i)
+            params[j].append(d + t)
+        degree = np.array([len(o) - 1 for o in others])
+        self.small = small = np.flatnonzero(degree <= _PATTERN_DEGREE)
+        self.large = [
+            (np.asarray(others[i]), np.asarray(params[i]),
+             (np.asarray(params[i])[:, None] * p + np.asarray(params[i])).ravel())
+            for i in np.flatnonzero(degree > _PATTERN_DEGREE)
+        ]
+        width, n_patterns = _PATTERN_DEGREE + 1, 2**_PATTERN_DEGREE
+        # Pattern code of each sample for each small spin, offset by its slot:
+        # Σ_b 2^b [σ_(b-th neighbour) > 0], one sparse product (exact).
+        weights = np.zeros((small.size, d))
+        # The coefficient vector of each pattern, zero-padded; padded
+        # parameters point at a dummy index ``p``.
+        patterns = np.zeros((small.size, n_patterns, width))
+        index = np.full((small.size, width), p)
+        bits = (np.arange(n_patterns)[:, None] >> np.arange(_PATTERN_DEGREE)) & 1
+        for slot, i in enumerate(small):
+            nb = others[i][1:]
+            weights[slot, nb] = 2.0 ** np.arange(len(nb))
+            patterns[slot, :, 0] = 1.0
+            patterns[slot, :, 1 : 1 + len(nb)] = 2.0 * bits[:, : len(nb)] - 1.0
+            index[slot, : len(params[i])] = params[i]
+        codes = csr_array(weights) @ (spins_t[:d] > 0).astype(np.float64)
+        codes += (np.arange(small.size) * n_patterns)[:, None]
+        self.codes = codes.astype(np.intp).ravel()
+        self.n_bins = small.size * n_patterns
+        self.patterns = patterns
+        self.grad_index = index.ravel()
+        self.hess_index = (index[:, :, None] * (p + 1) + index[:, None, :]).ravel()
+        self.chunked = workspace.a.shape[0] < n
+
+    def __call__(self, h, J):
+        """``(value, grad, hessian)`` at ``(h, J)``, means over the samples."""
+        workspace, spins_t, p = self.workspace, self.spins_t, self.p
+        d, n = spins_t.shape[0] - 1, spins_t.shape[1]
+        chunk = workspace.a.shape[0]
+        J_sparse = csr_array(J)
+        # Σ_s σ·a = Σ_s σ·h + Σ J ∘ Σ_s σσᵀ, from moments kept by the workspace.
+        total, second = workspace.moments()
+        value = -(total @ h + np.sum(J * second))
+        grad = np.zeros(p + 1)
+        hessian = np.zeros((p + 1) * (p + 1))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            rows = stop - start
+            s_np = spins_t[:d, start:stop]
+            a_np = workspace.a_np.reshape(-1)[: rows * d].reshape(d, rows)
+            a_np[...] = J_sparse @ s_np
+            a_np += h[:, None]
+            a = torch.from_numpy(a_np)
+            q = torch.abs(
+                a, out=workspace.q.reshape(-1)[: rows * d].reshape(d, rows)
+            )
+            value += float(q.sum())
+            q.mul_(-2.0).exp_().add_(1.0)
+            for c in range(0, d, _PRODUCT_BLOCK):
+                value += float(torch.log(q[c : c + _PRODUCT_BLOCK].prod(0)).sum())
+            # t = tanh a (in q), then w = 1 - t² (in a), residual t - σ (in q).
+            torch.copysign(q.reciprocal_().mul_(2.0).sub_(1.0), a, out=q)
+            torch.mul(q, q, out=a).neg_().add_(1.0)
+            q.sub_(torch.from_numpy(s_np))
+            r_np = q.numpy()
+            if self.small.size:
+                if self.chunked:
+                    codes = self.codes.reshape(-1, n)[:, start:stop].ravel()
+                else:
+                    codes = self.codes
+                shape = (self.small.size, -1)
+                if self.small.size == d:
+                    w_small, r_small = a_np.ravel(), r_np.ravel()
+                else:
+                    w_small = a_np[self.small].ravel()
+                    r_small = r_np[self.small].ravel()
+                cw = np.bincount(codes, w_small, self.n_bins).reshape(shape)
+                cr = np.bincount(codes, r_small, self.n_bins).reshape(shape)
+                P = self.patterns
+                grad += np.bincount(
+                    self.grad_index, np.einsum("spa,sp->sa", P, cr).ravel(), p + 1
+                )
+                blocks = np.einsum("spa,sp,spb->sab", P, cw, P, optimize=True)
+                hessian += np.bincount(self.hess_index, blocks.ravel(), (p + 1) ** 2)
+            for i, (nb, par, flat) in zip(
+                np.flatnonzero(np.isin(np.arange(d), self.small, invert=True)),
+                self.large,
+                strict=True,
+            ):
+                D = spins_t[nb, start:stop]
+                grad[par] += D @ r_np[i]
+                flat = (par[:, None] * (p + 1) + par[None, :]).ravel()
+                hessian[flat] += ((D * a_np[i]) @ D.T).ravel()
+        hessian = hessian.reshape(p + 1, p + 1)[:p, :p]
+        return value / n, grad[:p] / n, hessian / n
+
+
+def _restricted_newton_system(workspace, h, J, edge_rows, edge_cols):
+    """:class:`_NewtonSystem` of these edges evaluated at ``(h, J)``."""
+    return _NewtonSystem(workspace, edge_rows, edge_cols)(h, J)
 
 
 def _kkt_residual(grad_h, grad_edges, edges, *, penalty, alpha, free):
@@ -355,13 +437,13 @@ def _solve_pseudo_likelihood(
         if l1_signs is not None:
             linear[d:] = alpha * l1_signs
 
+        newton_system = _NewtonSystem(workspace, er, ec)
+
         def system(x):
             J = np.zeros((d, d))
             J[er, ec] = x[d:]
             J[ec, er] = x[d:]
-            value, grad, hess = _restricted_newton_system(
-                workspace, x[:d], J, er, ec
-            )
+            value, grad, hess = newton_system(x[:d], J)
             value += 0.5 * (ridge * x) @ x + linear @ x
             grad += ridge * x + linear
             hess[np.diag_indices_from(hess)] += ridge

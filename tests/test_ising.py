@@ -7,6 +7,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
+import skebm._ising
 from skebm import PseudoLikelihoodIsing
 from skebm._ising import (
     _pseudo_likelihood_value_and_gradient,
@@ -90,10 +91,15 @@ def test_objective_and_gradient_match_autograd_of_pseudo_likelihood():
     np.testing.assert_allclose(np.triu(grad_J.numpy(), 1), upper, atol=1e-12)
 
 
-def test_restricted_newton_system_matches_gradient_and_finite_differences():
+@pytest.mark.parametrize("pattern_degree", [6, 2, 0])
+def test_restricted_newton_system_matches_gradient_and_finite_differences(
+    pattern_degree, monkeypatch
+):
     # The Newton refit's value, gradient and Hessian over the fields and a
     # subset of couplings: gradient as the full evaluation, Hessian as central
-    # differences of that gradient.
+    # differences of that gradient. The pattern degree sends all, some or no
+    # spins' Hessian blocks through the bincount path.
+    monkeypatch.setattr(skebm._ising, "_PATTERN_DEGREE", pattern_degree)
     rng = np.random.RandomState(0)
     n, d = 300, 6
     x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(n, d)))
