@@ -156,6 +156,62 @@ def _pseudo_likelihood_value_and_gradient(spins, h, J, workspace=None):
     return value / n, grad_h / n, grad_J
 
 
+class _SinglePrecision:
+    """A float32 copy of the spins (exact: ±1) and buffers, for
+    :meth:`evaluate`, the objective and gradient in single precision.
+
+    Used only to find the support of the L1 solution, which the float64
+    Newton step and KKT check then confirm: the two products cost about a
+    third, the elementwise passes half.
+    """
+
+    def __init__(self, workspace):
+        spins = workspace.spins
+        n, d = spins.shape
+        self.rows = rows = workspace.a.shape[0]
+        self.workspace = workspace
+        self.spins = spins.astype(np.float32)
+        self.spins_t = workspace.spins_t.astype(np.float32)
+        self.a = torch.empty(rows, d, dtype=torch.float32)
+        self.q = torch.empty(rows, d, dtype=torch.float32)
+
+    def evaluate(self, h, J):
+        """Mean objective (float) and gradients (float64 numpy), as
+        :func:`_pseudo_likelihood_value_and_gradient` in float32 (chunk
+        sums and the moment accumulated in float64)."""
+        n, d = self.spins.shape
+        J32 = J.astype(np.float32)
+        h32 = h.astype(np.float32)
+        # Σ_s σ·a = Σ_s σ·h + Σ J ∘ Σ_s σσᵀ (float64 moments, exact).
+        total, second = self.workspace.moments()
+        value = -(total @ h + np.sum(J * second))
+        grad_h = np.zeros(d)
+        moment = np.zeros((d, d))
+        for start in range(0, n, self.rows):
+            s_np = self.spins[start : start + self.rows]
+            rows = s_np.shape[0]
+            a, q = self.a[:rows], self.q[:rows]
+            a_np = a.numpy()
+            np.matmul(s_np, J32, out=a_np)
+            a_np += h32
+            s = torch.from_numpy(s_np)
+            # As in the float64 evaluation; sums over a row in float32, over
+            # rows in float64.
+            torch.abs(a, out=q)
+            value += float(q.sum(1).double().sum())
+            q.mul_(-2.0).exp_().add_(1.0)
+            for k in range(0, d, _PRODUCT_BLOCK):
+                block = q[:, k : k + _PRODUCT_BLOCK].prod(1)
+                value += float(torch.log(block).double().sum())
+            torch.copysign(q.reciprocal_().mul_(2.0).sub_(1.0), a, out=q).sub_(s)
+            r_np = q.numpy()
+            grad_h += r_np.sum(0, dtype=np.float64)
+            moment += self.spins_t[:, start : start + rows] @ r_np
+        grad_J = (moment + moment.T) / n
+        np.fill_diagonal(grad_J, 0.0)
+        return value / n, grad_h / n, grad_J
+
+
 def _newton_cost(d, rows, cols, free):
     """Multiply-adds per sample of the Hessian restricted to the fields and
     the ``free`` couplings: ``Σ_i (1 + deg_i)²`` over the free graph."""
@@ -366,11 +422,21 @@ def _solve_pseudo_likelihood(
 
     last = {}
 
-    def smooth(h, edges, l2):
-        """Loss + ridge (+ L2 penalty), with gradients, in numpy."""
+    single = []
+
+    def smooth(h, edges, l2, fast=False):
+        """Loss + ridge (+ L2 penalty), with gradients, in numpy; ``fast``:
+        in single precision."""
+        if fast:
+            if not single:
+                single.append(_SinglePrecision(workspace))
+            J = np.zeros((d, d))
+            J[rows, cols] = edges
+            value, gh, gJ = single[0].evaluate(h, J + J.T)
+            gh, gJ = torch.from_numpy(gh), torch.from_numpy(gJ)
         # The solver's last evaluation is at the point the KKT checks and the
         # next phase start from: evaluate each point once.
-        if (
+        elif (
             last
             and np.array_equal(last["h"], h)
             and np.array_equal(last["edges"], edges)
@@ -493,8 +559,8 @@ def _solve_pseudo_likelihood(
             full[idx] = x[d : d + k] - x[d + k :] if l1 else x[d:]
             return full
 
-        def fun(x):
-            value, gh, ge = smooth(x[:d], couplings(x), l2)
+        def fun(x, fast=False):
+            value, gh, ge = smooth(x[:d], couplings(x), l2, fast)
             ge = ge[idx]
             if not l1:
                 return value, np.concatenate([gh, ge])
@@ -528,7 +594,8 @@ def _solve_pseudo_likelihood(
                 return False
             return newton_affordable(np.isin(np.arange(m), idx[pattern != 0]))
 
-        x = run(fun, x0, bounds, phase, stop=settled)
+        # The support is found in single precision.
+        x = run(lambda x: fun(x, True), x0, bounds, phase, stop=settled)
         h_try, full = x[:d], couplings(x)
         support = np.flatnonzero(full)
         if len(history) >= _SUPPORT_PATIENCE and support.size:

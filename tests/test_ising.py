@@ -12,6 +12,7 @@ from skebm import PseudoLikelihoodIsing
 from skebm._ising import (
     _pseudo_likelihood_value_and_gradient,
     _restricted_newton_system,
+    _SinglePrecision,
     _Workspace,
 )
 from skebm.energies import IsingEnergy
@@ -137,6 +138,22 @@ def test_restricted_newton_system_matches_gradient_and_finite_differences(
         numeric[:, t] = (gp - gm) / (2 * eps)
     np.testing.assert_allclose(hess, numeric, atol=1e-8)
     np.testing.assert_allclose(hess, hess.T)
+
+
+def test_single_precision_evaluation_is_close_to_float64():
+    # The float32 evaluation that finds the L1 support: within single
+    # precision of the float64 one (sums accumulated in float64).
+    rng = np.random.RandomState(0)
+    J, h = _lattice(4, 0.2, 0.5, seed=3)
+    x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(3000, 16)))
+    value, grad_h, grad_J = _pseudo_likelihood_value_and_gradient(
+        x, torch.as_tensor(h), torch.as_tensor(J)
+    )
+    v32, gh32, gJ32 = _SinglePrecision(_Workspace(x)).evaluate(h, J)
+    assert v32 == pytest.approx(value, rel=1e-6)
+    np.testing.assert_allclose(gh32, grad_h.numpy(), atol=1e-6)
+    np.testing.assert_allclose(gJ32, grad_J.numpy(), atol=1e-6)
+    assert gJ32.dtype == np.float64
 
 
 def test_l2_solution_satisfies_optimality(lattice_4x4):
