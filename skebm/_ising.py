@@ -488,6 +488,8 @@ def _solve_pseudo_likelihood(
             2 * d * d, 2**25 // n
         )
 
+    newton_cache = {}
+
     def newton(h, edges, idx, l2, phase, l1_signs=None):
         """Damped Newton on the smooth problem over the fields and the
         couplings ``idx`` (the others held at zero): a handful of
@@ -503,7 +505,17 @@ def _solve_pseudo_likelihood(
         if l1_signs is not None:
             linear[d:] = alpha * l1_signs
 
-        newton_system = _NewtonSystem(workspace, er, ec)
+        x = np.concatenate([h, edges[idx]])
+        # The refit starts where the L1 Newton step ended, on the same
+        # couplings: its system there is the L1 one less the linear term.
+        key = (idx.tobytes(), l2)
+        reuse = newton_cache.get("key") == key and np.array_equal(
+            newton_cache["x"], x
+        )
+        if reuse:
+            newton_system = newton_cache["system"]
+        else:
+            newton_system = _NewtonSystem(workspace, er, ec)
 
         def system(x):
             J = np.zeros((d, d))
@@ -515,8 +527,11 @@ def _solve_pseudo_likelihood(
             hess[np.diag_indices_from(hess)] += ridge
             return value, grad, hess
 
-        x = np.concatenate([h, edges[idx]])
-        value, grad, hess = system(x)
+        if reuse:
+            value, grad, hess = newton_cache["raw"]
+            value, grad = value + linear @ x, grad + linear
+        else:
+            value, grad, hess = system(x)
         while np.max(np.abs(grad)) > tol and n_iter < max_iter:
             try:
                 step = -cho_solve(cho_factor(hess), grad)
@@ -544,6 +559,10 @@ def _solve_pseudo_likelihood(
             if verbose:
                 print(f"{phase} iteration {len(loss_curve)}, "
                       f"loss = {loss_curve[-1]:.8f}")
+        newton_cache.update(
+            key=key, x=x, system=newton_system,
+            raw=(value - linear @ x, grad - linear, hess),
+        )
         out = np.zeros(m)
         out[idx] = x[d:]
         return x[:d], out
