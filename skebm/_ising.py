@@ -693,7 +693,10 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
     The problem is solved to optimality, full batch, in float64: L-BFGS for
     ``penalty="l2"``; for ``penalty="l1"`` (sparse interaction graphs) the
     equivalent bound-constrained problem in ``J = J⁺ - J⁻`` is solved by
-    L-BFGS-B, which gives exact zeros. Optimality is verified by the KKT
+    L-BFGS-B, which gives exact zeros (the support is found in single
+    precision, then a float64 Newton step on the problem with those signs
+    finishes). The refit, and small smooth problems, are solved by Newton's
+    method with the per-spin block Hessian. Optimality is verified by the KKT
     residual (the largest entry of the minimum-norm subgradient) against
     ``tol``; ``refit=True`` then refits the selected graph without penalty,
     which removes the shrinkage bias of L1.
