@@ -372,3 +372,16 @@ def test_coloured_ais_agrees_with_enumeration():
         n_chains=400, n_steps=100, generator=torch.Generator().manual_seed(0))
     assert 0 < stderr < 0.1
     assert abs(ais - exact) < 3 * stderr
+
+
+def test_l1_early_support_guess_still_reaches_the_solution(lattice_4x4, monkeypatch):
+    # With a patience of one iteration the support handed to the Newton step
+    # is often wrong: the step must be rejected (sign change or KKT failure)
+    # and L-BFGS-B resume, ending at the same solution with exact zeros.
+    _, _, X, _ = lattice_4x4
+    reference = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
+    monkeypatch.setattr(skebm._ising, "_SUPPORT_PATIENCE", 1)
+    early = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
+    assert early.kkt_residual_ <= 1e-7
+    assert np.array_equal(early.couplings_ != 0, reference.couplings_ != 0)
+    np.testing.assert_allclose(early.couplings_, reference.couplings_, atol=1e-5)
