@@ -7,8 +7,14 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
+import skebm._ising
 from skebm import PseudoLikelihoodIsing
-from skebm._ising import _pseudo_likelihood_value_and_gradient
+from skebm._ising import (
+    _pseudo_likelihood_value_and_gradient,
+    _restricted_newton_system,
+    _SinglePrecision,
+    _Workspace,
+)
 from skebm.energies import IsingEnergy
 from skebm.objectives import pseudo_log_likelihood
 from skebm.partition import (
@@ -84,6 +90,70 @@ def test_objective_and_gradient_match_autograd_of_pseudo_likelihood():
     # gradient's upper triangle (a coupling enters two conditionals).
     upper = np.triu(energy.weight_raw.grad.numpy(), 1)
     np.testing.assert_allclose(np.triu(grad_J.numpy(), 1), upper, atol=1e-12)
+
+
+@pytest.mark.parametrize("pattern_degree", [6, 2, 0])
+def test_restricted_newton_system_matches_gradient_and_finite_differences(
+    pattern_degree, monkeypatch
+):
+    # The Newton refit's value, gradient and Hessian over the fields and a
+    # subset of couplings: gradient as the full evaluation, Hessian as central
+    # differences of that gradient. The pattern degree sends all, some or no
+    # spins' Hessian blocks through the bincount path.
+    monkeypatch.setattr(skebm._ising, "_PATTERN_DEGREE", pattern_degree)
+    rng = np.random.RandomState(0)
+    n, d = 300, 6
+    x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(n, d)))
+    workspace = _Workspace(x)
+    rows, cols = np.triu_indices(d, 1)
+    keep = rng.rand(rows.size) < 0.5
+    er, ec = rows[keep], cols[keep]
+
+    def couplings(e):
+        J = np.zeros((d, d))
+        J[er, ec] = e
+        return J + J.T
+
+    theta = rng.randn(d + er.size) * 0.3
+    value, grad, hess = _restricted_newton_system(
+        workspace, theta[:d], couplings(theta[d:]), er, ec
+    )
+    v_full, gh, gJ = _pseudo_likelihood_value_and_gradient(
+        x, torch.as_tensor(theta[:d]), torch.as_tensor(couplings(theta[d:]))
+    )
+    assert value == pytest.approx(v_full, rel=1e-12)
+    np.testing.assert_allclose(grad[:d], gh.numpy(), atol=1e-12)
+    np.testing.assert_allclose(grad[d:], gJ.numpy()[er, ec], atol=1e-12)
+    eps = 1e-6
+    numeric = np.empty_like(hess)
+    for t in range(theta.size):
+        step = np.zeros_like(theta)
+        step[t] = eps
+        gp = _restricted_newton_system(
+            workspace, (theta + step)[:d], couplings((theta + step)[d:]), er, ec
+        )[1]
+        gm = _restricted_newton_system(
+            workspace, (theta - step)[:d], couplings((theta - step)[d:]), er, ec
+        )[1]
+        numeric[:, t] = (gp - gm) / (2 * eps)
+    np.testing.assert_allclose(hess, numeric, atol=1e-8)
+    np.testing.assert_allclose(hess, hess.T)
+
+
+def test_single_precision_evaluation_is_close_to_float64():
+    # The float32 evaluation that finds the L1 support: within single
+    # precision of the float64 one (sums accumulated in float64).
+    rng = np.random.RandomState(0)
+    J, h = _lattice(4, 0.2, 0.5, seed=3)
+    x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(3000, 16)))
+    value, grad_h, grad_J = _pseudo_likelihood_value_and_gradient(
+        x, torch.as_tensor(h), torch.as_tensor(J)
+    )
+    v32, gh32, gJ32 = _SinglePrecision(_Workspace(x)).evaluate(h, J)
+    assert v32 == pytest.approx(value, rel=1e-6)
+    np.testing.assert_allclose(gh32, grad_h.numpy(), atol=1e-6)
+    np.testing.assert_allclose(gJ32, grad_J.numpy(), atol=1e-6)
+    assert gJ32.dtype == np.float64
 
 
 def test_l2_solution_satisfies_optimality(lattice_4x4):
@@ -302,3 +372,16 @@ def test_coloured_ais_agrees_with_enumeration():
         n_chains=400, n_steps=100, generator=torch.Generator().manual_seed(0))
     assert 0 < stderr < 0.1
     assert abs(ais - exact) < 3 * stderr
+
+
+def test_l1_early_support_guess_still_reaches_the_solution(lattice_4x4, monkeypatch):
+    # With a patience of one iteration the support handed to the Newton step
+    # is often wrong: the step must be rejected (sign change or KKT failure)
+    # and L-BFGS-B resume, ending at the same solution with exact zeros.
+    _, _, X, _ = lattice_4x4
+    reference = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
+    monkeypatch.setattr(skebm._ising, "_SUPPORT_PATIENCE", 1)
+    early = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
+    assert early.kkt_residual_ <= 1e-7
+    assert np.array_equal(early.couplings_ != 0, reference.couplings_ != 0)
+    np.testing.assert_allclose(early.couplings_, reference.couplings_, atol=1e-5)
