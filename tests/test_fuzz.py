@@ -155,3 +155,15 @@ def test_error_advises_standardizing_when_scale_is_the_cause():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ScoreMatchingDensity(max_iter=20, random_state=0).fit(X)
+
+
+def test_float32_closed_form_with_a_precision_singular_in_float32_is_a_value_error():
+    # Found by hypothesis: positive definite in the float64 solve, not in float32.
+    X = np.array(
+        [[-4.1675780e07, -5.6266775e06], [-2.1361960e08, 1.6402709e08]],
+        dtype=np.float32,
+    )
+    est = ScoreMatchingDensity(energy="quadratic", domain=(-1e9, 1e9))
+    with pytest.raises(ValueError, match="singular|positive definite"):
+        est.fit(X)
+    assert not hasattr(est, "energy_")
