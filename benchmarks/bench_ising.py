@@ -43,21 +43,14 @@ from skebm._ising import (
     _solve_pseudo_likelihood,
     _Workspace,
 )
+from skebm.datasets import make_ising_lattice
 from skebm.energies import BoltzmannEnergy
 
 
 def lattice(side, low, high, seed):
-    rng = np.random.RandomState(seed)
-    d = side * side
-    J = np.zeros((d, d))
-    for r in range(side):
-        for c in range(side):
-            i = r * side + c
-            for j in ([i + 1] if c + 1 < side else []) + (
-                [i + side] if r + 1 < side else []
-            ):
-                J[i, j] = rng.uniform(low, high) * rng.choice([-1.0, 1.0])
-    return J + J.T, rng.uniform(-0.1, 0.1, d)
+    return make_ising_lattice(
+        side, coupling_range=(low, high), field_scale=0.1, random_state=seed
+    )
 
 
 def chessboard_gibbs(J, h, side, n, n_sweeps, seed):

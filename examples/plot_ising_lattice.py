@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from skebm import PseudoLikelihoodIsing
+from skebm.datasets import make_ising_lattice
 
 side = 6
 d = side * side
@@ -27,16 +28,7 @@ rng = np.random.RandomState(0)
 
 # %%
 # The true model: nearest-neighbour couplings on an open lattice.
-J_true = np.zeros((d, d))
-for r in range(side):
-    for c in range(side):
-        i = r * side + c
-        for j in ([i + 1] if c + 1 < side else []) + (
-            [i + side] if r + 1 < side else []
-        ):
-            J_true[i, j] = rng.uniform(0.3, 0.5) * rng.choice([-1, 1])
-J_true = J_true + J_true.T
-h_true = rng.uniform(-0.1, 0.1, d)
+J_true, h_true = make_ising_lattice(side, random_state=rng)
 
 # %%
 # 5,000 independent Gibbs chains from random spins, 200 sweeps each. On a

@@ -15,6 +15,7 @@ __all__ = [
     "TOY_DENSITIES",
     "make_checkerboard",
     "make_eight_gaussians",
+    "make_ising_lattice",
     "make_rings",
     "make_two_moons",
     "make_two_spirals",
@@ -305,6 +306,57 @@ def _two_spirals_log_density(X):
             _gauss2d_logpdf(xb, centers, _SPIRAL_NOISE) + log_w[None], axis=1
         )
     return out
+
+
+def make_ising_lattice(
+    side, *, coupling_range=(0.3, 0.5), field_scale=0.1, random_state=None
+):
+    """Parameters of an Ising model on a ``side x side`` open lattice.
+
+    Nearest neighbours interact with couplings of magnitude drawn uniformly in
+    ``coupling_range`` and a random sign; every other pair does not interact.
+    For tests, examples and benchmarks of interaction-graph recovery.
+
+    Parameters
+    ----------
+    side : int
+        The lattice has ``side * side`` spins, numbered row by row.
+    coupling_range : tuple of two floats, default=(0.3, 0.5)
+        Range of the coupling magnitudes.
+    field_scale : float, default=0.1
+        Fields are drawn uniformly in ``[-field_scale, field_scale]``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the couplings and fields.
+
+    Returns
+    -------
+    couplings : ndarray of shape (side * side, side * side)
+        Symmetric with zero diagonal, in the ``±1`` spin convention
+        ``E(s) = -1/2 s^T J s - h^T s``.
+    fields : ndarray of shape (side * side,)
+        The fields ``h``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skebm.datasets import make_ising_lattice
+    >>> J, h = make_ising_lattice(3, random_state=0)
+    >>> J.shape, int((J != 0).sum() // 2), bool(np.allclose(J, J.T))
+    ((9, 9), 12, True)
+    """
+    rng = check_random_state(random_state)
+    low, high = coupling_range
+    d = side * side
+    couplings = np.zeros((d, d))
+    for row in range(side):
+        for col in range(side):
+            i = row * side + col
+            right = [i + 1] if col + 1 < side else []
+            below = [i + side] if row + 1 < side else []
+            for j in right + below:
+                couplings[i, j] = rng.uniform(low, high) * rng.choice([-1.0, 1.0])
+    couplings = couplings + couplings.T
+    return couplings, rng.uniform(-field_scale, field_scale, d)
 
 
 TOY_DENSITIES = {

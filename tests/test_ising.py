@@ -15,6 +15,7 @@ from skebm._ising import (
     _SinglePrecision,
     _Workspace,
 )
+from skebm.datasets import make_ising_lattice
 from skebm.energies import IsingEnergy
 from skebm.objectives import pseudo_log_likelihood
 from skebm.partition import (
@@ -25,22 +26,12 @@ from skebm.partition import (
 from skebm.samplers import gibbs
 
 
-def _lattice(side, low, high, seed, field_scale=0.2):
-    """Couplings of a side x side open lattice, magnitudes in [low, high],
-    mixed signs, and random fields."""
-    rng = np.random.RandomState(seed)
-    d = side * side
-    J = np.zeros((d, d))
-    for r in range(side):
-        for c in range(side):
-            i = r * side + c
-            for j in ([i + 1] if c + 1 < side else []) + (
-                [i + side] if r + 1 < side else []
-            ):
-                J[i, j] = rng.uniform(low, high) * rng.choice([-1.0, 1.0])
-    J = J + J.T
-    h = rng.uniform(-field_scale, field_scale, d)
-    return J, h
+def _lattice(side, low, high, seed):
+    """A side x side open lattice, coupling magnitudes in [low, high], fields in
+    [-0.2, 0.2]."""
+    return make_ising_lattice(
+        side, coupling_range=(low, high), field_scale=0.2, random_state=seed
+    )
 
 
 def _energy(J, h):
