@@ -27,39 +27,13 @@ from ._torch_utils import (
 )
 from ._training import train_minibatch
 from .energies import ACTIVATIONS, MLPEnergy, QuadraticEnergy
+from .exceptions import InconsistentVersionWarning  # noqa: F401 (re-exported)
 from .partition import (
     log_partition_ais,
     log_partition_gaussian,
     log_partition_quadrature,
 )
 from .samplers import mala, sample_gaussian
-
-
-class InconsistentVersionWarning(UserWarning):
-    """A fitted skebm estimator was unpickled with another skebm release.
-
-    Attributes
-    ----------
-    estimator_name : str
-    original_version : str
-        The release that pickled the estimator.
-    current_version : str
-        The release that loads it.
-    """
-
-    def __init__(self, *, estimator_name, original_version, current_version):
-        self.estimator_name = estimator_name
-        self.original_version = original_version
-        self.current_version = current_version
-
-    def __str__(self):
-        return (
-            f"Trying to unpickle estimator {self.estimator_name} from skebm version "
-            f"{self.original_version} when using version {self.current_version}. "
-            "This might lead to breaking code or invalid results. Use at your own "
-            "risk; refit the estimator with this version if you can."
-        )
-
 
 # Rows of the training data kept to start sampling chains "from data".
 _N_INIT_POINTS = 1000

@@ -1,0 +1,62 @@
+"""Warnings of skebm's own (as :mod:`sklearn.exceptions`).
+
+Warnings are filtered by class, so each kind of problem has one::
+
+    import warnings
+    from skebm.exceptions import LogPartitionWarning
+    warnings.simplefilter("error", LogPartitionWarning)   # fail instead of warn
+"""
+
+__all__ = ["InconsistentVersionWarning", "LogPartitionWarning"]
+
+
+class LogPartitionWarning(UserWarning):
+    """An estimate of log Z whose error bar cannot be trusted.
+
+    Raised when a sampling-based estimate of the log-partition function
+    (importance sampling, annealed importance sampling) still has too few
+    effective samples, or importance weights too heavy-tailed for a standard
+    error to mean anything, after its budget was grown to the limit. The
+    message names the effective sample size and the Pareto tail index of the
+    weights and what to change; ``log_partition_`` (and so ``score``) may then
+    be off by more than ``log_partition_std_`` says.
+
+    Attributes
+    ----------
+    ess : float
+        Effective sample size of the importance weights.
+    pareto_k : float
+        Estimated Pareto tail index of the weights (above 0.7 the variance of
+        the weights is effectively infinite).
+    """
+
+    def __init__(self, message, *, ess=float("nan"), pareto_k=float("nan")):
+        super().__init__(message)
+        self.ess = ess
+        self.pareto_k = pareto_k
+
+
+class InconsistentVersionWarning(UserWarning):
+    """A fitted skebm estimator was unpickled with another skebm release.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str
+        The release that pickled the estimator.
+    current_version : str
+        The release that loads it.
+    """
+
+    def __init__(self, *, estimator_name, original_version, current_version):
+        self.estimator_name = estimator_name
+        self.original_version = original_version
+        self.current_version = current_version
+
+    def __str__(self):
+        return (
+            f"Trying to unpickle estimator {self.estimator_name} from skebm version "
+            f"{self.original_version} when using version {self.current_version}. "
+            "This might lead to breaking code or invalid results. Use at your own "
+            "risk; refit the estimator with this version if you can."
+        )
