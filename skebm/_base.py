@@ -27,8 +27,12 @@ from ._torch_utils import (
 )
 from ._training import train_minibatch
 from .energies import ACTIVATIONS, MLPEnergy, QuadraticEnergy
-from .exceptions import InconsistentVersionWarning  # noqa: F401 (re-exported)
+from .exceptions import (  # InconsistentVersionWarning: re-exported
+    InconsistentVersionWarning,  # noqa: F401
+    LogPartitionWarning,
+)
 from .partition import (
+    PartitionEstimate,
     log_partition_ais,
     log_partition_gaussian,
     log_partition_quadrature,
@@ -76,6 +80,24 @@ def _column_statistics(X):
         "min": lower + mean,
         "max": upper + mean,
     }
+
+
+def _warn_unreliable_log_partition(estimator, estimate, method):
+    """Say that ``log_partition_std_`` cannot be trusted, and what to do."""
+    name = type(estimator).__name__
+    warnings.warn(
+        LogPartitionWarning(
+            f"{name}: the {method} estimate of log Z is unreliable: "
+            f"{estimate.ess:.1f} effective samples out of {estimate.n_draws} "
+            f"(Pareto tail index {estimate.pareto_k:.2f}), so log_partition_ "
+            f"(and score) may be off by more than log_partition_std_ = "
+            f"{estimate.stderr:.3g}. Increase n_ais_chains and n_ais_steps, or "
+            "fit a base density closer to the model.",
+            ess=estimate.ess,
+            pareto_k=estimate.pareto_k,
+        ),
+        stacklevel=4,
+    )
 
 
 def _skebm_version():
@@ -364,9 +386,10 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             )
         energy.eval()
         summary = self._data_summary(X, rng)
-        log_z, log_z_std, method = self._estimate_log_partition(
+        estimate, method = self._estimate_log_partition(
             energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
         )
+        log_z, log_z_std = estimate
         if not math.isfinite(log_z):
             raise ValueError(
                 f"The fitted energy is not normalizable: log Z estimated by {method} "
@@ -384,11 +407,14 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self.n_iter_ = result.n_iter
         self.log_partition_ = log_z
         self.log_partition_std_ = log_z_std
+        self.log_partition_ess_ = estimate.ess
         self.log_partition_method_ = method
         self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
 
+        if not estimate.reliable:
+            _warn_unreliable_log_partition(self, estimate, method)
         if not result.converged:
             warnings.warn(
                 f"{type(self).__name__}: maximum iterations ({self.max_iter}) "
@@ -454,8 +480,8 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                     "and no domain; use 'quadrature' (d <= 2), 'ais' or 'auto'."
                 )
             with torch.no_grad():
-                log_z, std = log_partition_gaussian(energy.precision().double())
-            return log_z, std, method
+                estimate = log_partition_gaussian(energy.precision().double())
+            return PartitionEstimate(*estimate), method
         # Numerical methods run in float64: log Z is a sum of many terms.
         energy64 = copy.deepcopy(energy).to(dtype=torch.float64)
         mean = torch.as_tensor(summary["mean"], device=device, dtype=torch.float64)
@@ -472,13 +498,13 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 summary["upper"], device=device, dtype=torch.float64
             )
             span = torch.clamp(upper - lower, min=1e-12)
-            log_z, std = log_partition_quadrature(
+            estimate = log_partition_quadrature(
                 energy64, lower - span, upper + span, domain=domain
             )
-            return log_z, std, method
+            return PartitionEstimate(*estimate), method
         cov = torch.as_tensor(summary["covariance"], device=device, dtype=torch.float64)
         generator = make_generator(seed, device)
-        log_z, std = log_partition_ais(
+        estimate = log_partition_ais(
             energy64,
             mean,
             cov * _AIS_BASE_WIDENING**2,
@@ -487,7 +513,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             n_steps=self.n_ais_steps,
             generator=generator,
         )
-        return log_z, std, method
+        return estimate, method
 
     # -------------------------------------------------------------- scoring
     def __sklearn_is_fitted__(self):

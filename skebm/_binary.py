@@ -33,7 +33,11 @@ from .objectives.ratio_matching import (
     ggis_ratio_matching_loss,
     ratio_matching_loss,
 )
-from .partition import log_partition_ais_binary, log_partition_enumerate
+from .partition import (
+    PartitionEstimate,
+    log_partition_ais_binary,
+    log_partition_enumerate,
+)
 from .samplers import gibbs
 
 # log Z by enumeration up to this many features (2^20 states) under "auto".
@@ -161,11 +165,11 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                     f"log_partition_method='exact' enumerates 2^n_features states; "
                     f"n_features={d} is over {_MAX_ENUMERATION}. Use 'ais'."
                 )
-            log_z, std = log_partition_enumerate(
+            estimate = log_partition_enumerate(
                 energy64, d, values=self._values, device=device
             )
-            return log_z, std, method
-        log_z, std = log_partition_ais_binary(
+            return PartitionEstimate(*estimate), method
+        estimate = log_partition_ais_binary(
             energy64,
             torch.as_tensor(probabilities, device=device, dtype=torch.float64),
             values=self._values,
@@ -174,7 +178,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             scan=self.scan,
             generator=make_generator(seed, device),
         )
-        return log_z, std, method
+        return estimate, method
 
     # ------------------------------------------------------------- scoring
     def pseudo_log_likelihood(self, X):
@@ -381,6 +385,11 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         log Z of ``exp(-energy_)`` over ``{0, 1}^d``.
     log_partition_std_ : float
         Its standard error (0 for enumeration).
+    log_partition_ess_ : float
+        Effective sample size of the importance weights behind a sampling
+        estimate of log Z (``inf`` for exact methods). Below 100, or with
+        heavy-tailed weights, a :class:`~skebm.exceptions.LogPartitionWarning`
+        says that ``log_partition_std_`` cannot be trusted.
     log_partition_method_ : str
         ``"exact"`` or ``"ais"``.
     loss_curve_ : list of float

@@ -103,6 +103,11 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
     log_partition_std_ : float
         Standard error of ``log_partition_`` (0 for a closed form; the
         discretization error estimate for quadrature).
+    log_partition_ess_ : float
+        Effective sample size of the importance weights behind a sampling
+        estimate of log Z (``inf`` for exact methods). Below 100, or with
+        heavy-tailed weights, a :class:`~skebm.exceptions.LogPartitionWarning`
+        says that ``log_partition_std_`` cannot be trusted.
     log_partition_method_ : str
         The method that estimated it.
     loss_curve_ : list of float

@@ -777,6 +777,11 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         log Z of ``exp(-energy_)`` over ``{-1, +1}^d``.
     log_partition_std_ : float
         Its standard error (0 for enumeration).
+    log_partition_ess_ : float
+        Effective sample size of the importance weights behind a sampling
+        estimate of log Z (``inf`` for exact methods). Below 100, or with
+        heavy-tailed weights, a :class:`~skebm.exceptions.LogPartitionWarning`
+        says that ``log_partition_std_`` cannot be trusted.
     log_partition_method_ : str
         ``"exact"`` or ``"ais"``.
     loss_curve_ : list of float

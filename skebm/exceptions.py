@@ -21,13 +21,32 @@ class LogPartitionWarning(UserWarning):
     weights and what to change; ``log_partition_`` (and so ``score``) may then
     be off by more than ``log_partition_std_`` says.
 
+    Parameters
+    ----------
+    message : str
+        What went wrong and what to do.
+    ess : float, default=nan
+        Effective sample size of the importance weights.
+    pareto_k : float, default=nan
+        Estimated Pareto tail index of the weights (above 0.7 the variance of
+        the weights is effectively infinite).
+
     Attributes
     ----------
     ess : float
         Effective sample size of the importance weights.
     pareto_k : float
-        Estimated Pareto tail index of the weights (above 0.7 the variance of
-        the weights is effectively infinite).
+        Estimated Pareto tail index of the weights.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skebm.exceptions import LogPartitionWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(LogPartitionWarning("too few effective samples", ess=3.0))
+    >>> caught[0].category.__name__, caught[0].message.ess
+    ('LogPartitionWarning', 3.0)
     """
 
     def __init__(self, message, *, ess=float("nan"), pareto_k=float("nan")):
@@ -39,13 +58,29 @@ class LogPartitionWarning(UserWarning):
 class InconsistentVersionWarning(UserWarning):
     """A fitted skebm estimator was unpickled with another skebm release.
 
-    Attributes
+    Parameters
     ----------
     estimator_name : str
+        Class name of the unpickled estimator.
     original_version : str
         The release that pickled the estimator.
     current_version : str
         The release that loads it.
+
+    Attributes
+    ----------
+    estimator_name : str
+    original_version : str
+    current_version : str
+
+    Examples
+    --------
+    >>> from skebm.exceptions import InconsistentVersionWarning
+    >>> w = InconsistentVersionWarning(estimator_name="ScoreMatchingDensity",
+    ...                                original_version="0.1.0",
+    ...                                current_version="0.2.0")
+    >>> str(w).split(".")[0]
+    'Trying to unpickle estimator ScoreMatchingDensity from skebm version 0'
     """
 
     def __init__(self, *, estimator_name, original_version, current_version):

@@ -214,6 +214,21 @@ class PartitionEstimate(tuple):
     Unpacks as the pair every log Z method returns; sampling-based methods
     also fill the attributes.
 
+    Parameters
+    ----------
+    log_z : float
+        The estimate of log Z.
+    stderr : float
+        Its standard error.
+    ess : float, default=inf
+        Effective sample size of the importance weights.
+    pareto_k : float, default=nan
+        Pareto tail index of the weights.
+    n_draws : int, default=0
+        Importance draws or annealing chains behind the estimate.
+    min_ess : float, default=MIN_EFFECTIVE_SAMPLES
+        Effective sample size below which it is not ``reliable``.
+
     Attributes
     ----------
     log_z : float
@@ -227,7 +242,14 @@ class PartitionEstimate(tuple):
         Importance draws (or annealing chains) behind the estimate.
     reliable : bool
         Whether the error bar can be trusted: ``ess`` and ``pareto_k`` within
-        :data:`MIN_EFFECTIVE_SAMPLES` and :data:`MAX_PARETO_K`.
+        ``min_ess`` and :data:`MAX_PARETO_K`.
+
+    Examples
+    --------
+    >>> from skebm.partition import PartitionEstimate
+    >>> log_z, stderr = PartitionEstimate(1.5, 0.1, ess=20.0, n_draws=500)
+    >>> log_z, PartitionEstimate(1.5, 0.1, ess=20.0).reliable
+    (1.5, False)
     """
 
     def __new__(
@@ -434,6 +456,23 @@ def grow_importance_estimate(
     PartitionEstimate
         Over all pooled draws; ``reliable`` False when ``max_draws`` was
         reached first.
+
+    Examples
+    --------
+    Importance sampling ``N(0, 1)`` from the wider proposal ``N(0, 3^2)``
+    (``Z = sqrt(2 pi)``):
+
+    >>> import math
+    >>> import torch
+    >>> from skebm.partition import grow_importance_estimate
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> def draw(n):
+    ...     x = 3.0 * torch.randn(n, generator=gen, dtype=torch.float64)
+    ...     log_q = -0.5 * (x / 3.0) ** 2 - math.log(3.0 * math.sqrt(2 * math.pi))
+    ...     return -0.5 * x**2 - log_q
+    >>> est = grow_importance_estimate(draw, 64, max_draws=4096)
+    >>> est.reliable, abs(est.log_z - 0.5 * math.log(2 * math.pi)) < 3 * est.stderr
+    (True, True)
     """
     pooled = [draw_log_weights(int(n_draws))]
     total = int(n_draws)
