@@ -294,18 +294,25 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             energy = energy.to(device=device, dtype=dtype)
         return energy
 
+    def _hidden_layer_sizes(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = (sizes,)
+        sizes = tuple(int(s) for s in sizes)
+        if any(s < 1 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must be positive, got {self.hidden_layer_sizes}."
+            )
+        return sizes
+
     def _make_named_energy(self, name, n_features, generator):
         if name == "mlp":
-            sizes = self.hidden_layer_sizes
-            if isinstance(sizes, numbers.Integral):
-                sizes = (sizes,)
-            sizes = tuple(int(s) for s in sizes)
-            if any(s < 1 for s in sizes):
-                raise ValueError(
-                    "hidden_layer_sizes must be positive, got "
-                    f"{self.hidden_layer_sizes}."
-                )
-            return MLPEnergy(n_features, sizes, self.activation, generator=generator)
+            return MLPEnergy(
+                n_features,
+                self._hidden_layer_sizes(),
+                self.activation,
+                generator=generator,
+            )
         if name == "quadratic":
             return QuadraticEnergy(n_features)
         raise ValueError(f"Unknown energy {name!r}.")  # pragma: no cover
@@ -359,31 +366,10 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         rng = check_random_state(self.random_state)
         seed_init, seed_train, seed_log_z = (draw_seed(rng) for _ in range(3))
 
-        energy = self._build_energy(
-            n_features, seed=seed_init, device=device, dtype=dtype
+        energy, result, fitted = self._fit_energy(
+            X, domain, seed_init=seed_init, seed_train=seed_train, device=device,
+            dtype=dtype,
         )
-        self._check_energy_output(energy, X, device=device, dtype=dtype)
-        result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
-        if result is None:
-            self._check_scale_for_training(X)
-            result = train_minibatch(
-                energy,
-                self._objective(),
-                X,
-                batch_size=self.batch_size,
-                learning_rate_init=self.learning_rate_init,
-                alpha=self.alpha,
-                max_iter=self.max_iter,
-                tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
-                early_stopping=self.early_stopping,
-                validation_fraction=self.validation_fraction,
-                seed=seed_train,
-                device=device,
-                dtype=dtype,
-                verbose=self.verbose,
-                name=type(self).__name__,
-            )
         energy.eval()
         summary = self._data_summary(X, rng)
         estimate, method = self._estimate_log_partition(
@@ -412,6 +398,8 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
+        for name, value in fitted.items():
+            setattr(self, name, value)
 
         if not estimate.reliable:
             _warn_unreliable_log_partition(self, estimate, method)
@@ -424,6 +412,50 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                 stacklevel=3,
             )
         return self
+
+    def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype):
+        """Build and fit the energy: ``(energy, TrainingResult, fitted)``.
+
+        ``fitted`` maps names of further fitted attributes to their values;
+        they are set with the others at the end of ``fit``.
+        """
+        energy = self._build_energy(
+            X.shape[1], seed=seed_init, device=device, dtype=dtype
+        )
+        self._check_energy_output(energy, X, device=device, dtype=dtype)
+        result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
+        if result is None:
+            self._check_scale_for_training(X)
+            result = self._train(
+                energy, self._objective(), X, seed=seed_train, device=device,
+                dtype=dtype,
+            )
+        return energy, result, {}
+
+    def _train(self, energy, objective, X, *, seed, device, dtype, **overrides):
+        """:func:`train_minibatch` with the estimator's training parameters."""
+        options = dict(
+            batch_size=self.batch_size,
+            learning_rate_init=self.learning_rate_init,
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            validation_fraction=self.validation_fraction,
+            verbose=self.verbose,
+        )
+        options.update(overrides)
+        return train_minibatch(
+            energy,
+            objective,
+            X,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            name=type(self).__name__,
+            **options,
+        )
 
     # Trained energies (unlike closed forms, which are affine-equivariant) assume
     # features of order one: an MLP's initialisation and Adam's step size do.
@@ -635,12 +667,10 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
                     energy.mean, covariance, int(n_samples), generator=generator
                 )
             return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
-        if self.sampling_init == "data":
-            init = summary["init_points"]
-            idx = rng.randint(len(init), size=n_samples)
-            x0 = torch.as_tensor(init[idx], device=device, dtype=dtype)
-        else:
-            x0 = self._noise_init(int(n_samples), rng, generator, device, dtype)
+        x0 = self._chain_starts(
+            energy, int(n_samples), rng=rng, generator=generator, device=device,
+            dtype=dtype,
+        )
         scale = float(np.mean(np.diag(summary["covariance"])))
         x, _, _ = mala(
             energy,
@@ -651,6 +681,14 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             contains=self._sampling_constraint(),
         )
         return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
+
+    def _chain_starts(self, energy, n_samples, *, rng, generator, device, dtype):
+        """Where :meth:`sample`'s MALA chains start (``sampling_init``)."""
+        if self.sampling_init == "noise":
+            return self._noise_init(n_samples, rng, generator, device, dtype)
+        init = self._fit_summary["init_points"]
+        idx = rng.randint(len(init), size=n_samples)
+        return torch.as_tensor(init[idx], device=device, dtype=dtype)
 
     def _noise_init(self, n_samples, rng, generator, device, dtype):
         """Chain starts drawn from the data's Gaussian, restricted to the domain.

@@ -5,11 +5,11 @@ from functools import partial
 
 from sklearn.utils._param_validation import Interval
 
-from ._base import _BaseEnergyDensity
+from ._continuous import _BaseContinuousDensity
 from .objectives.energy_discrepancy import energy_discrepancy_loss
 
 
-class EnergyDiscrepancyDensity(_BaseEnergyDensity):
+class EnergyDiscrepancyDensity(_BaseContinuousDensity):
     """Energy-based density estimation by energy discrepancy.
 
     Fits ``p(x) = exp(-E(x)) / Z`` by contrasting the energy of each data
@@ -47,6 +47,20 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
         with learned mean and precision. A module maps a tensor of shape
         ``(n, n_features)`` to ``(n,)``; it need not be differentiable in its
         input. It is deep-copied, never trained in place.
+    base : {"gmm", "gaussian"}, GaussianMixture, BayesianGaussianMixture or None, \
+            default="gmm"
+        The base density ``q`` that the energy corrects: the model is
+        ``log p(x) = log q(x) - f(x) - log Z_f`` with ``f`` the ``"mlp"`` (or
+        your module), whose output starts at zero, so that the untrained model
+        is ``q``. ``"gmm"``: a :class:`~sklearn.mixture.GaussianMixture` whose
+        number of components and covariance type are chosen by held-out
+        log-likelihood on the training data; ``"gaussian"``: the
+        maximum-likelihood Gaussian; a mixture instance: cloned and fitted;
+        None: no base, ``energy`` is the whole energy. Epochs are chosen by
+        held-out log-likelihood with the base itself a candidate, ``log Z_f``
+        is estimated by importance sampling from ``q`` and :meth:`sample`
+        resamples draws from ``q``. Ignored for ``energy="quadratic"`` and
+        linear-in-parameters energies (complete models with closed forms).
     hidden_layer_sizes : tuple of int, default=(64, 64)
         Hidden layer widths of the ``"mlp"`` energy.
     activation : {"softplus", "tanh", "sigmoid", "silu", "gelu"}, default="silu"
@@ -169,7 +183,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
     """
 
     _parameter_constraints: dict = {
-        **_BaseEnergyDensity._parameter_constraints,
+        **_BaseContinuousDensity._parameter_constraints,
         "noise_scale": [Interval(numbers.Real, 0, None, closed="neither")],
         "n_negatives": [Interval(numbers.Integral, 1, None, closed="left")],
         "stabilizer": [Interval(numbers.Real, 0, None, closed="left")],
@@ -182,6 +196,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
         n_negatives=16,
         stabilizer=1.0,
         energy=None,
+        base="gmm",
         hidden_layer_sizes=(64, 64),
         activation="silu",
         alpha=1e-4,
@@ -197,7 +212,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
         n_ais_chains=512,
         n_ais_steps=300,
         n_sampling_steps=500,
-        sampling_init="data",
+        sampling_init="auto",
         device="cpu",
         random_state=None,
         verbose=False,
@@ -224,6 +239,7 @@ class EnergyDiscrepancyDensity(_BaseEnergyDensity):
             random_state=random_state,
             verbose=verbose,
         )
+        self.base = base
         self.noise_scale = noise_scale
         self.n_negatives = n_negatives
         self.stabilizer = stabilizer

@@ -6,7 +6,7 @@ from functools import partial
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import _BaseEnergyDensity
+from ._continuous import _BaseContinuousDensity
 from ._training import TrainingResult
 from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, QuadraticEnergy
@@ -27,11 +27,11 @@ from .objectives.sliced_score_matching import (
 _MAX_CLOSED_FORM_FEATURES = 100
 
 
-class _BaseScoreMatching(_BaseEnergyDensity):
+class _BaseScoreMatching(_BaseContinuousDensity):
     """Shared by the score matching estimators: the ``domain`` parameter."""
 
     _parameter_constraints: dict = {
-        **_BaseEnergyDensity._parameter_constraints,
+        **_BaseContinuousDensity._parameter_constraints,
         "domain": [None, StrOptions({"nonnegative"}), tuple, list, Domain],
         "boundary_weight_cap": [
             Interval(numbers.Real, 0, None, closed="neither"),
@@ -91,6 +91,20 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         with learned mean and precision. A module maps a tensor of shape
         ``(n, n_features)`` to ``(n,)``, twice differentiable; it is deep-copied,
         never trained in place.
+    base : {"gmm", "gaussian"}, GaussianMixture, BayesianGaussianMixture or None, \
+            default="gmm"
+        The base density ``q`` that the energy corrects: the model is
+        ``log p(x) = log q(x) - f(x) - log Z_f`` with ``f`` the ``"mlp"`` (or
+        your module), whose output starts at zero, so that the untrained model
+        is ``q``. ``"gmm"``: a :class:`~sklearn.mixture.GaussianMixture` whose
+        number of components and covariance type are chosen by held-out
+        log-likelihood on the training data; ``"gaussian"``: the
+        maximum-likelihood Gaussian; a mixture instance: cloned and fitted;
+        None: no base, ``energy`` is the whole energy. Epochs are chosen by
+        held-out log-likelihood with the base itself a candidate, ``log Z_f``
+        is estimated by importance sampling from ``q`` and :meth:`sample`
+        resamples draws from ``q``. Ignored for ``energy="quadratic"`` and
+        linear-in-parameters energies (complete models with closed forms).
     hidden_layer_sizes : tuple of int, default=(64, 64)
         Hidden layer widths of the ``"mlp"`` energy.
     activation : {"silu", "softplus", "tanh", "sigmoid", "gelu"}, default="silu"
@@ -265,6 +279,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         self,
         *,
         energy=None,
+        base="gmm",
         hidden_layer_sizes=(64, 64),
         activation="silu",
         alpha=1e-4,
@@ -280,7 +295,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         n_ais_chains=512,
         n_ais_steps=300,
         n_sampling_steps=500,
-        sampling_init="data",
+        sampling_init="auto",
         device="cpu",
         random_state=None,
         verbose=False,
@@ -309,6 +324,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
             random_state=random_state,
             verbose=verbose,
         )
+        self.base = base
         self.domain = domain
         self.boundary_weight_cap = boundary_weight_cap
 
@@ -449,6 +465,20 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         with learned mean and precision. A module maps a tensor of shape
         ``(n, n_features)`` to ``(n,)``, twice differentiable; it is deep-copied,
         never trained in place.
+    base : {"gmm", "gaussian"}, GaussianMixture, BayesianGaussianMixture or None, \
+            default="gmm"
+        The base density ``q`` that the energy corrects: the model is
+        ``log p(x) = log q(x) - f(x) - log Z_f`` with ``f`` the ``"mlp"`` (or
+        your module), whose output starts at zero, so that the untrained model
+        is ``q``. ``"gmm"``: a :class:`~sklearn.mixture.GaussianMixture` whose
+        number of components and covariance type are chosen by held-out
+        log-likelihood on the training data; ``"gaussian"``: the
+        maximum-likelihood Gaussian; a mixture instance: cloned and fitted;
+        None: no base, ``energy`` is the whole energy. Epochs are chosen by
+        held-out log-likelihood with the base itself a candidate, ``log Z_f``
+        is estimated by importance sampling from ``q`` and :meth:`sample`
+        resamples draws from ``q``. Ignored for ``energy="quadratic"`` and
+        linear-in-parameters energies (complete models with closed forms).
     hidden_layer_sizes : tuple of int, default=(128, 128)
         Hidden layer widths of the ``"mlp"`` energy.
     activation : {"softplus", "tanh", "sigmoid", "silu", "gelu"}, default="softplus"
@@ -617,6 +647,7 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         projection="rademacher",
         fd_epsilon=None,
         energy=None,
+        base="gmm",
         hidden_layer_sizes=(128, 128),
         activation="softplus",
         alpha=1e-4,
@@ -632,7 +663,7 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         n_ais_chains=512,
         n_ais_steps=300,
         n_sampling_steps=500,
-        sampling_init="data",
+        sampling_init="auto",
         device="cpu",
         random_state=None,
         verbose=False,
@@ -661,6 +692,7 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
             random_state=random_state,
             verbose=verbose,
         )
+        self.base = base
         self.method = method
         self.n_projections = n_projections
         self.projection = projection

@@ -27,7 +27,13 @@ _BLOWUP_FACTOR = 1e6
 class TrainingResult:
     loss_curve: list = field(default_factory=list)
     validation_loss_curve: list = field(default_factory=list)
+    # With a ``monitor``: the mean validation log-likelihood before training
+    # (index 0) and after each epoch, and the standard error of its gain over
+    # index 0 (paired over the validation samples, plus the log Z noise).
+    validation_score_curve: list = field(default_factory=list)
+    validation_gain_stderr: list = field(default_factory=list)
     n_iter: int = 0
+    best_iter: int = 0
     converged: bool = False
     best_loss: float = math.inf
     fit_time: float = 0.0
@@ -65,6 +71,8 @@ def train_minibatch(
     seed,
     device,
     dtype,
+    monitor=None,
+    monitor_margin=2.0,
     verbose=False,
     name="",
 ):
@@ -84,6 +92,19 @@ def train_minibatch(
         penalty of ``alpha / 2 ||params||^2`` on the summed loss.
     seed : int
         Seeds the batch order (numpy) and the objective's randomness (torch).
+    monitor : callable or None, default=None
+        ``monitor(energy) -> (scores, offset_variance)``: the held-out
+        log-likelihood of each validation sample (a 1-D tensor) and the
+        variance of an offset they share (the estimate of log Z), evaluated
+        before the first epoch and after each one. When given, it replaces
+        the validation objective of ``early_stopping`` (``X`` is then all
+        training data, no split is made). Epochs are ranked by the lower
+        confidence bound ``gain - monitor_margin * stderr`` of their gain over
+        the untrained energy (epoch 0, whose bound is 0): the parameters of
+        the best epoch are restored, and the untrained energy is kept unless
+        some epoch's gain is that clearly positive.
+    monitor_margin : float, default=2.0
+        Standard errors a gain must clear (see ``monitor``).
 
     Returns
     -------
@@ -102,6 +123,8 @@ def train_minibatch(
     n_samples = X.shape[0]
     indices = np.arange(n_samples)
     val_indices = None
+    if monitor is not None:
+        early_stopping = False
     if early_stopping:
         perm = rng.permutation(n_samples)
         n_val = max(1, int(round(validation_fraction * n_samples)))
@@ -126,6 +149,14 @@ def train_minibatch(
     best_state = None
     no_improvement = 0
     start_time = time.perf_counter()
+    if monitor is not None:
+        initial_scores, _ = _checked_scores(monitor, energy, 0, name)
+        result.validation_score_curve.append(float(initial_scores.mean()))
+        result.validation_gain_stderr.append(0.0)
+        # Minimized internally: minus the lower confidence bound of the gain
+        # over epoch 0, which is 0 for epoch 0 itself.
+        result.best_loss = 0.0
+        best_state = copy.deepcopy(energy.state_dict())
     energy.train()
     for epoch in range(max_iter):
         order = indices[rng.permutation(n_train)]
@@ -179,12 +210,28 @@ def train_minibatch(
                     "learning_rate_init or standardize the data."
                 )
             result.validation_loss_curve.append(monitored)
+        elif monitor is not None:
+            energy.eval()
+            scores, offset_variance = _checked_scores(monitor, energy, epoch + 1, name)
+            energy.train()
+            gain = scores - initial_scores
+            n_val = gain.shape[0]
+            variance = float(gain.var()) / n_val if n_val > 1 else 0.0
+            stderr = math.sqrt(variance + offset_variance)
+            result.validation_score_curve.append(float(scores.mean()))
+            result.validation_gain_stderr.append(stderr)
+            monitored = -(float(gain.mean()) - monitor_margin * stderr)
         else:
             monitored = epoch_loss
         if verbose:
             msg = f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}"
             if early_stopping:
                 msg += f", validation loss = {monitored:.8f}"
+            elif monitor is not None:
+                msg += (
+                    f", validation log-likelihood = "
+                    f"{result.validation_score_curve[-1]:.6f}"
+                )
             print(msg)
         if monitored < result.best_loss - tol:
             no_improvement = 0
@@ -192,19 +239,39 @@ def train_minibatch(
             no_improvement += 1
         if monitored < result.best_loss:
             result.best_loss = monitored
-            if early_stopping:
+            result.best_iter = epoch + 1
+            if early_stopping or monitor is not None:
                 best_state = copy.deepcopy(energy.state_dict())
         if no_improvement >= n_iter_no_change:
             result.converged = True
             if verbose:
-                what = "Validation loss" if early_stopping else "Training loss"
+                what = (
+                    "Validation log-likelihood"
+                    if monitor is not None
+                    else "Validation loss"
+                    if early_stopping
+                    else "Training loss"
+                )
                 print(
                     f"{what} did not improve more than tol={tol} for "
                     f"{n_iter_no_change} consecutive epochs. Stopping."
                 )
             break
-    if early_stopping and best_state is not None:
+    if best_state is not None:
         energy.load_state_dict(best_state)
     energy.eval()
     result.fit_time = time.perf_counter() - start_time
     return result
+
+
+def _checked_scores(monitor, energy, epoch, name):
+    with torch.no_grad():
+        scores, offset_variance = monitor(energy)
+    scores = torch.as_tensor(scores).double()
+    if not bool(torch.isfinite(scores).all()) or not math.isfinite(offset_variance):
+        raise NonFiniteLossError(
+            f"{name} training diverged at epoch {epoch}: the validation "
+            "log-likelihood is not finite. Try a smaller learning_rate_init or "
+            "standardize the data."
+        )
+    return scores, float(offset_variance)

@@ -55,6 +55,11 @@ class MLPEnergy(nn.Module):
     the learned diagonal quadratic (curvature at least ``1e-2``) therefore keeps
     ``exp(-E)`` integrable, so that log Z is finite for every parameter value.
 
+    As the correction of a base density (``confining=False``,
+    ``zero_output=True``, see :mod:`skebm.base_densities`), the quadratic is
+    left out (the base's Gaussian tails confine) and the output layer starts
+    at zero, so that the untrained model is the base.
+
     Parameters
     ----------
     n_features : int
@@ -65,6 +70,11 @@ class MLPEnergy(nn.Module):
         Hidden activation (smooth, for second derivatives).
     generator : torch.Generator, default=None
         Source of the initial weights.
+    confining : bool, default=True
+        Add the learned confining quadratic.
+    zero_output : bool, default=False
+        Start the output layer at zero (the network's output is then zero
+        until it is trained).
 
     Examples
     --------
@@ -82,6 +92,8 @@ class MLPEnergy(nn.Module):
         hidden_layer_sizes=(128, 128),
         activation="softplus",
         generator=None,
+        confining=True,
+        zero_output=False,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -98,13 +110,21 @@ class MLPEnergy(nn.Module):
             nn.utils.skip_init(nn.Linear, a, b)
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
-        self.center = nn.Parameter(torch.zeros(n_features))
-        # softplus(rho) + 1e-2 = 1 at initialisation: a standard normal base.
-        self.confinement_raw = nn.Parameter(
-            torch.full((n_features,), math.log(math.expm1(1.0 - _MIN_CONFINEMENT)))
-        )
+        self.confining = confining
+        if confining:
+            self.center = nn.Parameter(torch.zeros(n_features))
+            # softplus(rho) + 1e-2 = 1 at initialisation: a standard normal base.
+            self.confinement_raw = nn.Parameter(
+                torch.full(
+                    (n_features,), math.log(math.expm1(1.0 - _MIN_CONFINEMENT))
+                )
+            )
         for layer in self.layers:
             _init_linear(layer, generator)
+        if zero_output:
+            with torch.no_grad():
+                self.layers[-1].weight.zero_()
+                self.layers[-1].bias.zero_()
 
     def confinement(self):
         return F.softplus(self.confinement_raw) + _MIN_CONFINEMENT
@@ -115,6 +135,8 @@ class MLPEnergy(nn.Module):
         for layer in self.layers[:-1]:
             h = act(layer(h))
         out = self.layers[-1](h).squeeze(-1)
+        if not self.confining:
+            return out
         quad = 0.5 * ((x - self.center) ** 2 * self.confinement()).sum(-1)
         return out + quad
 

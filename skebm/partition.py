@@ -20,6 +20,7 @@ __all__ = [
     "log_partition_ais_binary",
     "log_partition_enumerate",
     "log_partition_gaussian",
+    "log_partition_importance",
     "log_partition_quadrature",
     "pareto_tail_index",
 ]
@@ -487,6 +488,80 @@ def grow_importance_estimate(
         total += more
 
 
+@torch.no_grad()
+def log_partition_importance(
+    energy,
+    proposal,
+    *,
+    n_draws=16384,
+    max_draws=None,
+    domain=None,
+    generator=None,
+    chunk_size=65536,
+):
+    """log Z by importance sampling from a normalized proposal ``q``.
+
+    ``Z = E_q[exp(-E(x)) / q(x)]`` (over the domain only, if one is given):
+    for a model that corrects a base density, ``E = f - log q``, the weights
+    are ``exp(-f)`` and the proposal is the base itself. Batches of draws are
+    pooled, doubling, until the weights have :data:`MIN_EFFECTIVE_SAMPLES`
+    effective samples and a Pareto tail index of at most
+    :data:`MAX_PARETO_K`, or ``max_draws`` is reached
+    (:func:`grow_importance_estimate`).
+
+    Parameters
+    ----------
+    energy : callable
+        ``(n, d) -> (n,)``.
+    proposal : object
+        With ``sample(n, generator=...) -> (n, d)`` and ``log_prob(x) -> (n,)``
+        (such as :class:`~skebm.base_densities.GaussianMixtureBase`), in the
+        dtype and on the device of the computation.
+    n_draws : int, default=16384
+        Draws of the first batch.
+    max_draws : int or None, default=None
+        Most draws pooled; None is ``16 * n_draws``.
+    domain : Domain or None, default=None
+        Integrate over this domain only (draws outside weigh zero).
+    generator : torch.Generator, default=None
+        Source of the draws.
+    chunk_size : int, default=65536
+        Draws per energy evaluation.
+
+    Returns
+    -------
+    PartitionEstimate
+        With the effective sample size and Pareto index of the weights.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from skebm.base_densities import GaussianMixtureBase
+    >>> from skebm.partition import log_partition_importance
+    >>> proposal = GaussianMixtureBase(torch.ones(1), torch.zeros(1, 2),
+    ...                                4.0 * torch.eye(2)[None])
+    >>> def energy(x):
+    ...     return 0.5 * (x**2).sum(1)  # standard normal: log Z = log(2 pi)
+    >>> est = log_partition_importance(energy, proposal,
+    ...                                generator=torch.Generator().manual_seed(0))
+    >>> abs(est.log_z - math.log(2 * math.pi)) < 3 * est.stderr, est.reliable
+    (True, True)
+    """
+    if max_draws is None:
+        max_draws = 16 * n_draws
+
+    def draw_log_weights(n):
+        x = proposal.sample(n, generator=generator)
+        chunks = x.split(chunk_size)
+        log_w = torch.cat([-energy(c) - proposal.log_prob(c) for c in chunks])
+        if domain is not None:
+            log_w = torch.where(domain.contains(x), log_w, -math.inf)
+        return log_w
+
+    return grow_importance_estimate(draw_log_weights, n_draws, max_draws=max_draws)
+
+
 def _log_normalizer_truncated(a, b):
     """log(Phi(b) - Phi(a)) per coordinate, stable in both tails."""
     flip = a > 0
@@ -541,11 +616,13 @@ def _truncated_diagonal_base(mean, covariance, lower, upper, generator, n):
 
 def log_partition_ais(
     energy,
-    base_mean,
-    base_covariance,
+    base_mean=None,
+    base_covariance=None,
     *,
+    proposal=None,
     domain=None,
     n_chains=256,
+    max_chains=None,
     n_steps=200,
     generator=None,
     initial_step_size=None,
@@ -553,55 +630,69 @@ def log_partition_ais(
 ):
     """log Z by annealed importance sampling (Neal, 2001).
 
-    Anneals from a Gaussian ``q = N(base_mean, base_covariance)`` (fitted to
-    the data, widened by the caller) to ``exp(-E)`` along the geometric path
-    ``q^{1-b} exp(-E)^b`` with a sigmoidal schedule of ``n_steps``
+    Anneals from a normalized density ``q`` to ``exp(-E)`` along the geometric
+    path ``q^{1-b} exp(-E)^b`` with a sigmoidal schedule of ``n_steps``
     temperatures, one MALA transition per temperature (step size adapted to
-    the acceptance rate). Returns ``(log Z, stderr)`` with the delta-method
-    standard error of the importance weights over ``n_chains``.
+    the acceptance rate). ``q`` is the ``proposal`` (for a model that corrects
+    a base density, the base: the path is then ``q exp(-b f)``), or else the
+    Gaussian ``N(base_mean, base_covariance)`` fitted to the data and widened
+    by the caller. Each step evaluates the energy and its gradient once, at
+    the MALA proposal: the current state's values are cached, and the
+    gradient of the path's log-density is recombined from the cached
+    gradients of ``log q`` and ``-E`` at each temperature.
 
-    With a ``domain``, ``Z = ∫_D exp(-E)``. The base is then a product of
-    one-dimensional normals (mean ``base_mean``, variances the diagonal of
-    ``base_covariance``) truncated to the domain's bounding box, with exact
-    draws and an exact normalizer, and the target is ``exp(-E) 1_D``: every
-    intermediate density ``q^{1-b} (exp(-E) 1_D)^b`` with ``b > 0`` lives on
-    ``D``, MALA rejects proposals outside it, and a chain whose start falls
-    outside ``D`` gets weight zero. For box-shaped domains the base lives in
-    the domain and no chain is lost; for others (ball, polytope) the share of
-    chains lost is the base's mass outside the domain, which the weights and
-    their standard error account for.
+    The chains' log weights go through :func:`importance_estimate` (an error
+    that does not saturate, the effective sample size, the Pareto tail
+    index); while they are unreliable, batches of chains are added, doubling,
+    up to ``max_chains`` (:func:`grow_importance_estimate`).
+
+    With a ``domain``, ``Z = ∫_D exp(-E)``. The Gaussian base is then a
+    product of one-dimensional normals (mean ``base_mean``, variances the
+    diagonal of ``base_covariance``) truncated to the domain's bounding box,
+    with exact draws and an exact normalizer, and the target is
+    ``exp(-E) 1_D``: every intermediate density ``q^{1-b} (exp(-E) 1_D)^b``
+    with ``b > 0`` lives on ``D``, MALA rejects proposals outside it, and a
+    chain whose start falls outside ``D`` gets weight zero. For box-shaped
+    domains and the Gaussian base no chain is lost; otherwise the share of
+    chains lost is ``q``'s mass outside the domain, which the weights and
+    their error account for.
 
     Parameters
     ----------
     energy : callable
         ``(n, d) -> (n,)``, differentiable in ``x``.
-    base_mean : Tensor of shape (d,)
-        Mean of the Gaussian base distribution.
-    base_covariance : Tensor of shape (d, d)
+    base_mean : Tensor of shape (d,), default=None
+        Mean of the Gaussian base distribution (without a ``proposal``).
+    base_covariance : Tensor of shape (d, d), default=None
         Its covariance; broader than the target keeps the weights' variance
         finite.
+    proposal : object, default=None
+        The start density instead of the Gaussian: ``sample(n, generator=)``
+        and a differentiable ``log_prob(x)``.
     domain : Domain or None, default=None
         Integrate over this domain only.
     n_chains : int, default=256
-        Independent annealing chains (the standard error falls as
-        ``1 / sqrt(n_chains)``).
+        Independent annealing chains of the first batch.
+    max_chains : int or None, default=None
+        Most chains pooled while the weights are unreliable; None is
+        ``4 * n_chains``.
     n_steps : int, default=200
         Temperatures; more steps reduce the variance of the weights and the
         downward bias of log Z.
     generator : torch.Generator, default=None
         Source of randomness.
     initial_step_size : float, default=None
-        First MALA step size; None scales it to the base covariance.
+        First MALA step size; None scales it to the base's variance.
     target_accept : float, default=0.574
         Acceptance rate the step size is adapted towards.
 
     Returns
     -------
-    log_z : float
-        The log of the mean importance weight. Its exponential is unbiased for
-        ``Z``; log Z itself is biased low by about ``stderr^2 / 2``.
-    stderr : float
-        Delta-method standard error of ``log_z``.
+    PartitionEstimate
+        ``(log_z, stderr)``: the log of the mean importance weight (its
+        exponential is unbiased for ``Z``; log Z itself is biased low by
+        about ``stderr^2 / 2``) and its error, with the effective sample
+        size and the Pareto index of the weights.
 
     Examples
     --------
@@ -617,68 +708,91 @@ def log_partition_ais(
     >>> abs(log_z - math.log(2 * math.pi)) < 3 * stderr
     True
     """
-    dtype, device = base_mean.dtype, base_mean.device
-    d = base_mean.shape[0]
-    if domain is None:
-        x, log_q = _gaussian_base(base_mean, base_covariance, generator, n_chains)
-        contains = None
+    if proposal is None:
+        dtype, device = base_mean.dtype, base_mean.device
+        d = base_mean.shape[0]
+        scale = float(torch.diagonal(base_covariance).mean())
     else:
-        lower, upper = domain.bounds(d, dtype=dtype, device=device)
-        x, log_q = _truncated_diagonal_base(
-            base_mean, base_covariance, lower, upper, generator, n_chains
-        )
-        contains = domain.contains
-        if not bool(contains(x).any()):
-            raise ValueError(
-                "No annealed importance sampling chain started inside the domain; "
-                "the data's Gaussian puts almost no mass in it. Increase "
-                "n_ais_chains."
-            )
+        probe = proposal.sample(1, generator=generator)
+        dtype, device, d = probe.dtype, probe.device, probe.shape[1]
+        scale = float(proposal.sample(256, generator=generator).var(0).mean())
+    contains = None if domain is None else domain.contains
 
-    def log_target_and_grad(x, beta):
-        x = x.detach().requires_grad_(True)
-        neg_e = -energy(x)
-        lq = log_q(x)
-        log_f = (1 - beta) * lq + beta * neg_e
-        (grad,) = torch.autograd.grad(log_f.sum(), x)
-        return log_f.detach(), grad.detach(), neg_e.detach(), lq.detach()
+    def start(n):
+        """``(x0, log_q)`` for ``n`` chains."""
+        if proposal is not None:
+            return proposal.sample(n, generator=generator), proposal.log_prob
+        if domain is None:
+            return _gaussian_base(base_mean, base_covariance, generator, n)
+        lower, upper = domain.bounds(d, dtype=dtype, device=device)
+        return _truncated_diagonal_base(
+            base_mean, base_covariance, lower, upper, generator, n
+        )
 
     t = torch.linspace(-5.0, 5.0, n_steps + 1, dtype=torch.float64)
     sig = torch.sigmoid(t)
     betas = ((sig - sig[0]) / (sig[-1] - sig[0])).tolist()
+    if initial_step_size is None:
+        initial_step_size = 0.1 * scale / d ** (1 / 3)
 
-    log_w = torch.zeros(n_chains, dtype=dtype, device=device)
-    scale = float(torch.diagonal(base_covariance).mean())
-    step = (
-        initial_step_size
-        if initial_step_size is not None
-        else 0.1 * scale / d ** (1 / 3)
-    )
-    for k in range(1, n_steps + 1):
-        beta_prev, beta = betas[k - 1], betas[k]
-        with torch.no_grad():
-            neg_e = -energy(x)
-            log_w = log_w + (beta - beta_prev) * (neg_e - log_q(x))
-            if contains is not None:
-                log_w = torch.where(contains(x), log_w, -math.inf)
-        # One MALA transition leaving q^{1-beta} exp(-E)^beta invariant.
-        log_f, grad, _, _ = log_target_and_grad(x, beta)
-        xi = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
-        proposal = x + step * grad + math.sqrt(2 * step) * xi
-        log_f_p, grad_p, _, _ = log_target_and_grad(proposal, beta)
-        fwd = ((proposal - x - step * grad) ** 2).sum(1) / (4 * step)
-        bwd = ((x - proposal - step * grad_p) ** 2).sum(1) / (4 * step)
-        log_accept = log_f_p - log_f - bwd + fwd
-        u = torch.rand(n_chains, generator=generator, dtype=dtype, device=device)
-        accept = torch.log(u) < log_accept
-        accept = accept & torch.isfinite(log_f_p)
+    def values_and_gradients(x, log_q):
+        """``-E``, ``log q`` and their gradients at ``x`` (one pass each)."""
+        x = x.detach().requires_grad_(True)
+        neg_e, lq = -energy(x), log_q(x)
+        (grad_e,) = torch.autograd.grad(neg_e.sum(), x)
+        (grad_q,) = torch.autograd.grad(lq.sum(), x)
+        return neg_e.detach(), lq.detach(), grad_e, grad_q
+
+    def chains_log_weights(n):
+        x, log_q = start(n)
+        if contains is not None and not bool(contains(x).any()):
+            raise ValueError(
+                "No annealed importance sampling chain started inside the domain; "
+                "the start density puts almost no mass in it. Increase "
+                "n_ais_chains."
+            )
+        neg_e, lq, grad_e, grad_q = values_and_gradients(x, log_q)
+        log_w = torch.zeros(n, dtype=dtype, device=device)
         if contains is not None:
-            accept = accept & contains(proposal)
-        x = torch.where(accept[:, None], proposal, x)
-        alive = torch.isfinite(log_w)  # chains that started inside the domain
-        rate = float(accept[alive].to(dtype).mean())
-        step *= math.exp(0.5 * (rate - target_accept))
-    return importance_estimate(log_w)
+            log_w = torch.where(contains(x), log_w, -math.inf)
+        step = initial_step_size
+        for k in range(1, n_steps + 1):
+            beta = betas[k]
+            log_w = log_w + (beta - betas[k - 1]) * (neg_e - lq)
+            # One MALA transition leaving q^{1-beta} exp(-E)^beta invariant.
+            log_f = (1 - beta) * lq + beta * neg_e
+            grad = (1 - beta) * grad_q + beta * grad_e
+            xi = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+            proposal_x = x + step * grad + math.sqrt(2 * step) * xi
+            neg_e_p, lq_p, grad_e_p, grad_q_p = values_and_gradients(
+                proposal_x, log_q
+            )
+            log_f_p = (1 - beta) * lq_p + beta * neg_e_p
+            grad_p = (1 - beta) * grad_q_p + beta * grad_e_p
+            fwd = ((proposal_x - x - step * grad) ** 2).sum(1) / (4 * step)
+            bwd = ((x - proposal_x - step * grad_p) ** 2).sum(1) / (4 * step)
+            u = torch.rand(n, generator=generator, dtype=dtype, device=device)
+            accept = (torch.log(u) < log_f_p - log_f - bwd + fwd) & torch.isfinite(
+                log_f_p
+            )
+            if contains is not None:
+                accept = accept & contains(proposal_x)
+            keep = accept[:, None]
+            x = torch.where(keep, proposal_x, x)
+            neg_e = torch.where(accept, neg_e_p, neg_e)
+            lq = torch.where(accept, lq_p, lq)
+            grad_e = torch.where(keep, grad_e_p, grad_e)
+            grad_q = torch.where(keep, grad_q_p, grad_q)
+            alive = torch.isfinite(log_w)  # chains that started inside the domain
+            rate = float(accept[alive].to(dtype).mean())
+            step *= math.exp(0.5 * (rate - target_accept))
+        return log_w
+
+    if max_chains is None:
+        max_chains = 4 * n_chains
+    return grow_importance_estimate(
+        chains_log_weights, n_chains, max_draws=max(max_chains, n_chains)
+    )
 
 
 def binary_states(start, stop, n_features, *, values=(0.0, 1.0), dtype, device):

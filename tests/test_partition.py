@@ -97,6 +97,7 @@ def test_estimator_ais_used_above_two_dimensions():
 
     X = np.random.RandomState(0).normal(size=(300, 3))
     est = ScoreMatchingDensity(
+        base=None,
         hidden_layer_sizes=(16,),
         max_iter=5,
         n_ais_chains=100,

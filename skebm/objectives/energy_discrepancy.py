@@ -70,7 +70,14 @@ def gaussian_negatives(x, *, noise_scale, n_negatives, generator=None):
 
 
 def energy_discrepancy_loss(
-    energy, x, *, generator=None, noise_scale=1.0, n_negatives=32, stabilizer=1.0
+    energy,
+    x,
+    *,
+    generator=None,
+    noise_scale=1.0,
+    n_negatives=32,
+    stabilizer=1.0,
+    base=None,
 ):
     """Mean stabilized energy discrepancy loss of ``energy`` on the batch ``x``.
 
@@ -92,6 +99,9 @@ def energy_discrepancy_loss(
     stabilizer : float, default=1.0
         ``w >= 0``, the weight of the extra term ``w / M`` inside the
         logarithm (``w = 0`` is the unstabilized estimator).
+    base : GaussianMixtureBase or None, default=None
+        A base density ``q``: ``energy`` is then the correction ``f``, and the
+        total energy ``f - log q`` is what is contrasted.
 
     Returns
     -------
@@ -115,7 +125,10 @@ def energy_discrepancy_loss(
     negatives = gaussian_negatives(
         x, noise_scale=noise_scale, n_negatives=n_negatives, generator=generator
     )
-    energies = energy(torch.cat([x, negatives.reshape(n * n_negatives, d)]))
+    points = torch.cat([x, negatives.reshape(n * n_negatives, d)])
+    energies = energy(points)
+    if base is not None:
+        energies = energies - base.log_prob(points)
     positive, negative = energies[:n], energies[n:].reshape(n, n_negatives)
     terms = positive[:, None] - negative
     # log(w/M + 1/M sum_j exp(t_j)) as one log-sum-exp with the extra term log w.

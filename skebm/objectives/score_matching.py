@@ -54,7 +54,10 @@ def energy_gradient(energy, x, *, create_graph=True):
     """
     x = x.detach().requires_grad_(True)
     e = energy(x)
-    (grad,) = torch.autograd.grad(e.sum(), x, create_graph=create_graph)
+    (grad,) = torch.autograd.grad(
+        e.sum(), x, create_graph=create_graph, allow_unused=True,
+        materialize_grads=True,
+    )
     return e, grad, x
 
 
@@ -96,26 +99,39 @@ def hessian_diagonal(grad, x, *, create_graph=True):
     try:
         basis = torch.eye(d, dtype=grad.dtype, device=grad.device)
         basis = basis[:, None, :].expand(d, n, d)
+        if not grad.requires_grad:  # E is linear in x: zero Hessian
+            return torch.zeros_like(grad)
         (rows,) = torch.autograd.grad(
             grad,
             x,
             grad_outputs=basis,
             is_grads_batched=True,
             create_graph=create_graph,
+            allow_unused=True,
+            materialize_grads=True,
         )
+        if rows.dim() == 2:  # materialized zeros: E is linear in x
+            return torch.zeros_like(grad)
         # rows[j, i, :] is row j of the Hessian at sample i.
         return torch.diagonal(rows, dim1=0, dim2=2)
     except RuntimeError:
         cols = []
         for j in range(d):
             (row,) = torch.autograd.grad(
-                grad[:, j].sum(), x, create_graph=create_graph, retain_graph=True
+                grad[:, j].sum(),
+                x,
+                create_graph=create_graph,
+                retain_graph=True,
+                allow_unused=True,
+                materialize_grads=True,
             )
             cols.append(row[:, j])
         return torch.stack(cols, dim=1)
 
 
-def exact_score_matching_loss(energy, x, *, generator=None, boundary_weight=None):
+def exact_score_matching_loss(
+    energy, x, *, generator=None, boundary_weight=None, base=None
+):
     """Mean exact score matching loss of ``energy`` on the batch ``x``.
 
     ``1/2 ||∇E||^2 - tr ∇²E`` averaged over the rows of ``x``. With
@@ -134,6 +150,10 @@ def exact_score_matching_loss(energy, x, *, generator=None, boundary_weight=None
         deterministic.
     boundary_weight : callable or None, default=None
         ``x -> (h, dh)`` of a domain: the generalized (truncated) objective.
+    base : GaussianMixtureBase or None, default=None
+        A base density ``q``: ``energy`` is then the correction ``f`` and the
+        loss is that of the total energy ``f - log q``, with the base's score
+        and Hessian diagonal in closed form (no differentiation through it).
 
     Returns
     -------
@@ -160,6 +180,9 @@ def exact_score_matching_loss(energy, x, *, generator=None, boundary_weight=None
     """
     _, grad, x = energy_gradient(energy, x)
     diag = hessian_diagonal(grad, x)
+    if base is not None:
+        base_score, base_diag = base.score_and_hessian_diagonal(x.detach())
+        grad, diag = grad - base_score, diag - base_diag
     if boundary_weight is None:
         return (0.5 * (grad * grad).sum(1) - diag.sum(1)).mean()
     h, dh = boundary_weight(x.detach())

@@ -110,6 +110,7 @@ def sliced_score_matching_loss(
     projection="gaussian",
     variance_reduced=False,
     boundary_weight=None,
+    base=None,
 ):
     """Mean sliced score matching loss of ``energy`` on the batch ``x``.
 
@@ -133,6 +134,12 @@ def sliced_score_matching_loss(
         Use ``1/2 ||∇E||^2`` (exact) instead of ``1/2 (v^T ∇E)^2``.
     boundary_weight : callable or None, default=None
         ``x -> (h, dh)`` of a domain: the generalized (truncated) objective.
+    base : GaussianMixtureBase or None, default=None
+        A base density ``q``: ``energy`` is then the correction ``f`` and the
+        loss is that of the total energy ``f - log q``. The base's score
+        enters exactly; its part of the trace term, constant in the
+        parameters, is added exactly (its Hessian diagonal) rather than
+        projected.
 
     Returns
     -------
@@ -161,8 +168,21 @@ def sliced_score_matching_loss(
     xr = x.detach().repeat(n_projections, 1)
     _, grad, xr = energy_gradient(energy, xr)
     grad_u = (grad * u).sum(1)
-    (hess_u,) = torch.autograd.grad(grad_u.sum(), xr, create_graph=True)
+    if grad_u.requires_grad:
+        (hess_u,) = torch.autograd.grad(
+            grad_u.sum(), xr, create_graph=True, allow_unused=True,
+            materialize_grads=True,
+        )
+    else:  # E is linear in x: zero Hessian
+        hess_u = torch.zeros_like(xr)
     trace_term = (hess_u * u).sum(1)
+    if base is not None:
+        base_score, base_diag = base.score_and_hessian_diagonal(x.detach())
+        if h is not None:
+            base_diag = h * base_diag
+        grad = grad - base_score.repeat(n_projections, 1)
+        grad_u = (grad * u).sum(1)
+        trace_term = trace_term - base_diag.sum(1).repeat(n_projections)
     if not variance_reduced:
         quad = 0.5 * grad_u * grad_u
     elif h is None:
@@ -191,6 +211,7 @@ def finite_difference_score_matching_loss(
     projection="gaussian",
     epsilon=None,
     boundary_weight=None,
+    base=None,
 ):
     """Sliced score matching from energy evaluations only (no double backward).
 
@@ -229,6 +250,9 @@ def finite_difference_score_matching_loss(
         noise.
     boundary_weight : callable or None, default=None
         ``x -> (h, dh)`` of a domain: the generalized (truncated) objective.
+    base : GaussianMixtureBase or None, default=None
+        A base density ``q``: ``energy`` is then the correction ``f``, and the
+        total energy ``f - log q`` is what is evaluated at every point.
 
     Returns
     -------
@@ -264,7 +288,10 @@ def finite_difference_score_matching_loss(
     if dh is not None:
         dh_unit, dh_norm = _unit_steps(dh)
         points += [x + epsilon * dh_unit, x - epsilon * dh_unit]
-    e = energy(torch.cat(points))
+    points = torch.cat(points)
+    e = energy(points)
+    if base is not None:
+        e = e - base.log_prob(points)
     e0 = e[:n]
     e_plus = e[n : n + m * n].reshape(m, n)
     e_minus = e[n + m * n : n + 2 * m * n].reshape(m, n)
