@@ -37,7 +37,12 @@ from .partition import (
     log_partition_gaussian,
     log_partition_quadrature,
 )
-from .samplers import mala, sample_gaussian
+from .samplers import (
+    has_input_gradient,
+    mala,
+    random_walk_metropolis,
+    sample_gaussian,
+)
 
 # Rows of the training data kept to start sampling chains "from data".
 _N_INIT_POINTS = 1000
@@ -631,9 +636,13 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
 
         Quadratic energies are sampled exactly. Other energies run
         ``n_sampling_steps`` MALA steps (step size adapted during the first
-        half) from ``sampling_init``: ``"data"`` starts the chains at training
-        points, ``"noise"`` at draws from the data's Gaussian. Few steps give
-        short-run, non-convergent samples; more steps approach equilibrium.
+        half; random-walk Metropolis for energies without input gradients)
+        from the starts ``sampling_init`` names: by default draws from the
+        base density (or a wide Gaussian) resampled by their importance
+        weights, which carry the model's mass in every mode, so that the steps
+        only refine them; ``"data"`` and ``"noise"`` start at training points
+        or at draws from the data's Gaussian, where short chains reproduce
+        their starts (the data's mode masses, say) rather than the model.
 
         Parameters
         ----------
@@ -672,7 +681,10 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             dtype=dtype,
         )
         scale = float(np.mean(np.diag(summary["covariance"])))
-        x, _, _ = mala(
+        # Energies that cannot be differentiated in x (energy discrepancy
+        # trains them) are sampled without gradients.
+        chain = mala if has_input_gradient(energy, x0) else random_walk_metropolis
+        x, _, _ = chain(
             energy,
             x0,
             n_steps=self.n_sampling_steps,

@@ -19,11 +19,11 @@ import torch
 from sklearn.mixture._base import BaseMixture
 from sklearn.utils._param_validation import StrOptions
 
-from ._base import _BaseEnergyDensity
+from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
 from ._mixture_base import fit_base, mixture_to_torch, select_base
 from ._torch_utils import EVAL_CHUNK_SIZE, make_generator
 from ._training import TrainingResult
-from .base_densities import BaseCorrectedEnergy
+from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
 from .partition import log_partition_ais, log_partition_importance
 from .samplers import importance_resample
@@ -36,6 +36,12 @@ _N_CROSS_FIT_FOLDS = 5
 # Fixed importance draws from the base behind each epoch's validation
 # log-likelihood (the same draws every epoch, so epochs compare fairly).
 _MONITOR_DRAWS = 4096
+# The "mlp" correction's output is bounded by this many nats: the model's
+# density ratio to its base stays within exp(+-4), so the importance weights
+# from the base are bounded (at worst exp(8) apart) and their estimate of log Z
+# stays reliable; unbounded, a correction learned in 30 dimensions put weights
+# of exp(20) in the base's tails and log Z was off by 2 nats.
+_CORRECTION_BOUND = 4.0
 # log Z_f by importance sampling from the base: first batch and limit.
 _IMPORTANCE_DRAWS = 16384
 _MAX_IMPORTANCE_DRAWS = 262144
@@ -113,6 +119,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 generator=generator,
                 confining=False,
                 zero_output=True,
+                output_bound=_CORRECTION_BOUND,
             )
         return super()._make_named_energy(name, n_features, generator)
 
@@ -306,7 +313,21 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 generator=generator,
             )
         if init == "auto":
-            init = "data"
+            # No base: resample from the data's Gaussian, widened as AIS's start
+            # is, which covers every mode in the data's range.
+            summary = self._fit_summary
+            proposal = GaussianMixtureBase(
+                torch.ones(1),
+                torch.as_tensor(summary["mean"])[None],
+                torch.as_tensor(summary["covariance"])[None] * _AIS_BASE_WIDENING**2,
+            ).to(device=device, dtype=dtype)
+            return importance_resample(
+                energy,
+                proposal,
+                n_samples,
+                contains=self._sampling_constraint(),
+                generator=generator,
+            )
         if init == "base":
             raise ValueError(
                 "sampling_init='base' needs a fitted base density; this model has "

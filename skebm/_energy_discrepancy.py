@@ -63,21 +63,23 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         linear-in-parameters energies (complete models with closed forms).
     hidden_layer_sizes : tuple of int, default=(64, 64)
         Hidden layer widths of the ``"mlp"`` energy.
-    activation : {"softplus", "tanh", "sigmoid", "silu", "gelu"}, default="silu"
+    activation : {"silu", "softplus", "tanh", "sigmoid", "gelu"}, default="silu"
         Hidden activation of the ``"mlp"`` energy.
     alpha : float, default=1e-4
         L2 penalty: the loss minimized is ``L + alpha / (2 n) ||params||^2``.
     batch_size : int, default=256
         Minibatch size (clipped to the number of training samples).
-    learning_rate_init : float, default=2e-3
-        Adam's learning rate.
-    max_iter : int, default=200
+    learning_rate_init : float, default=1e-2
+        Adam's learning rate. The default suits a correction of the base
+        density (a network whose output starts at zero has to leave a plateau
+        first); with ``base=None`` a smaller one, such as ``2e-3``, is safer.
+    max_iter : int, default=100
         Maximum number of epochs.
     tol : float, default=1e-4
         Training stops when the monitored loss (validation loss when
         ``early_stopping``) has not improved by ``tol`` for
         ``n_iter_no_change`` consecutive epochs.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int, default=20
         Patience, in epochs.
     early_stopping : bool, default=True
         Hold out ``validation_fraction`` of the data, monitor the loss on it
@@ -93,11 +95,18 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         Annealed importance sampling chains (standard error ~ 1/sqrt(chains)).
     n_ais_steps : int, default=300
         Annealing temperatures (one MALA step each); more reduce the bias.
-    n_sampling_steps : int, default=500
-        MALA steps run by :meth:`sample` for non-Gaussian energies.
-    sampling_init : {"data", "noise"}, default="data"
-        Start :meth:`sample`'s chains at training points or at draws from a
-        Gaussian fitted to the data.
+    n_sampling_steps : int, default=100
+        MALA steps run by :meth:`sample` for non-Gaussian energies, after
+        the chains' starts (see ``sampling_init``).
+    sampling_init : {"auto", "base", "data", "noise"}, default="auto"
+        Where :meth:`sample`'s MALA chains start. ``"base"``: draws from the
+        base density resampled by their importance weights ``exp(-f)``, so
+        that each mode carries the model's mass (sampling-importance-
+        resampling); ``"auto"``: that, and without a base the same resampling
+        from the Gaussian fitted to the data, widened 1.5 times; ``"data"``:
+        training points, and ``"noise"``: draws from the data's Gaussian (short
+        chains from these reproduce where they start, e.g. the data's mode
+        masses, not the model's). Restricted to the domain, if any.
     device : str, default="cpu"
         Torch device for fitting and scoring: ``"cpu"``, ``"cuda"``,
         ``"cuda:1"`` or ``"auto"``. The fitted model always lives on the CPU.
@@ -201,17 +210,17 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         activation="silu",
         alpha=1e-4,
         batch_size=256,
-        learning_rate_init=2e-3,
-        max_iter=200,
+        learning_rate_init=1e-2,
+        max_iter=100,
         tol=1e-4,
-        n_iter_no_change=10,
+        n_iter_no_change=20,
         early_stopping=True,
         validation_fraction=0.1,
         warm_start=False,
         log_partition_method="auto",
         n_ais_chains=512,
         n_ais_steps=300,
-        n_sampling_steps=500,
+        n_sampling_steps=100,
         sampling_init="auto",
         device="cpu",
         random_state=None,

@@ -56,9 +56,14 @@ class MLPEnergy(nn.Module):
     ``exp(-E)`` integrable, so that log Z is finite for every parameter value.
 
     As the correction of a base density (``confining=False``,
-    ``zero_output=True``, see :mod:`skebm.base_densities`), the quadratic is
-    left out (the base's Gaussian tails confine) and the output layer starts
-    at zero, so that the untrained model is the base.
+    ``zero_output=True``, ``output_bound=b``, see :mod:`skebm.base_densities`),
+    the quadratic is left out (the base's Gaussian tails confine), the output
+    layer starts at zero, so that the untrained model is the base, and the
+    output is squashed to ``b tanh(f / b)``: the model's density ratio to
+    the base stays within ``exp(±b)``, so importance weights from the base
+    are bounded and its estimate of log Z has a finite variance (an
+    unbounded correction learned by score matching in 30 dimensions put
+    weights ``exp(20)`` in the base's tails, where no data constrains it).
 
     Parameters
     ----------
@@ -75,6 +80,9 @@ class MLPEnergy(nn.Module):
     zero_output : bool, default=False
         Start the output layer at zero (the network's output is then zero
         until it is trained).
+    output_bound : float or None, default=None
+        Squash the network's output to ``output_bound * tanh(f /
+        output_bound)`` (identity near zero).
 
     Examples
     --------
@@ -94,6 +102,7 @@ class MLPEnergy(nn.Module):
         generator=None,
         confining=True,
         zero_output=False,
+        output_bound=None,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -111,6 +120,7 @@ class MLPEnergy(nn.Module):
             for a, b in zip(sizes[:-1], sizes[1:], strict=True)
         )
         self.confining = confining
+        self.output_bound = output_bound
         if confining:
             self.center = nn.Parameter(torch.zeros(n_features))
             # softplus(rho) + 1e-2 = 1 at initialisation: a standard normal base.
@@ -135,7 +145,10 @@ class MLPEnergy(nn.Module):
         for layer in self.layers[:-1]:
             h = act(layer(h))
         out = self.layers[-1](h).squeeze(-1)
-        if not self.confining:
+        bound = getattr(self, "output_bound", None)
+        if bound is not None:
+            out = bound * torch.tanh(out / bound)
+        if not getattr(self, "confining", True):
             return out
         quad = 0.5 * ((x - self.center) ** 2 * self.confinement()).sum(-1)
         return out + quad

@@ -5,7 +5,13 @@ import math
 
 import torch
 
-__all__ = ["gibbs", "importance_resample", "mala", "sample_gaussian"]
+__all__ = [
+    "gibbs",
+    "importance_resample",
+    "mala",
+    "random_walk_metropolis",
+    "sample_gaussian",
+]
 
 
 def sample_gaussian(mean, covariance, n_samples, *, generator=None):
@@ -228,6 +234,108 @@ def mala(
             counted += 1
     acceptance = accepted / counted if counted else float("nan")
     return x, step_size, acceptance
+
+
+@torch.no_grad()
+def random_walk_metropolis(
+    energy,
+    x0,
+    *,
+    n_steps,
+    step_size=None,
+    generator=None,
+    adapt=True,
+    target_accept=0.234,
+    contains=None,
+):
+    """Random-walk Metropolis chains targeting ``exp(-E)``: no gradients.
+
+    For energies that can be evaluated but not differentiated in ``x``
+    (energy discrepancy trains such energies). Gaussian proposals
+    ``x + sqrt(step_size) xi``; the step size is adapted towards
+    ``target_accept`` (0.234, optimal for random-walk proposals in many
+    dimensions) during the first half of the steps, then held fixed.
+
+    Parameters
+    ----------
+    energy : callable
+        ``(n, d) -> (n,)``.
+    x0 : Tensor of shape (n_chains, d)
+        Starting points, one chain per row.
+    n_steps : int
+        Number of steps.
+    step_size : float, default=None
+        Initial proposal variance; None is ``0.01``.
+    generator : torch.Generator, default=None
+        Source of randomness.
+    adapt : bool, default=True
+        Adapt the step size during the first half of the steps.
+    target_accept : float, default=0.234
+        Acceptance rate the adaptation aims at.
+    contains : callable or None, default=None
+        ``x -> bool tensor (n,)``: the domain; proposals outside are rejected.
+
+    Returns
+    -------
+    x : Tensor, shape like ``x0``
+        The last state of each chain.
+    step_size : float
+        The final step size.
+    acceptance_rate : float
+        Mean acceptance over the non-adaptive half of the steps.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.samplers import random_walk_metropolis
+    >>> def energy(x):
+    ...     return torch.round(0.5 * (x**2).sum(1) * 1000) / 1000  # no gradient
+    >>> x, _, _ = random_walk_metropolis(
+    ...     energy, torch.zeros(4000, 1, dtype=torch.float64), n_steps=300,
+    ...     generator=torch.Generator().manual_seed(0))
+    >>> round(float(x.var()), 1)
+    1.0
+    """
+    x = x0.detach().clone()
+    n = x.shape[0]
+    dtype, device = x.dtype, x.device
+    if step_size is None:
+        step_size = 0.01
+    e = energy(x)
+    n_adapt = n_steps // 2 if adapt else 0
+    accepted, counted = 0.0, 0
+    for k in range(n_steps):
+        xi = torch.randn(x.shape, generator=generator, dtype=dtype, device=device)
+        proposal = x + math.sqrt(step_size) * xi
+        e_p = energy(proposal)
+        u = torch.rand(n, generator=generator, dtype=dtype, device=device)
+        accept = (torch.log(u) < e - e_p) & torch.isfinite(e_p)
+        if contains is not None:
+            accept = accept & contains(proposal)
+        x = torch.where(accept[:, None], proposal, x)
+        e = torch.where(accept, e_p, e)
+        rate = float(accept.to(dtype).mean())
+        if k < n_adapt:
+            step_size *= math.exp(rate - target_accept)
+        else:
+            accepted += rate
+            counted += 1
+    acceptance = accepted / counted if counted else float("nan")
+    return x, step_size, acceptance
+
+
+def has_input_gradient(energy, x):
+    """Whether ``energy`` can be differentiated in its input at ``x``."""
+    x = x.detach()[:2].clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            e = energy(x)
+            if not e.requires_grad:
+                return False
+            (grad,) = torch.autograd.grad(e.sum(), x, allow_unused=True)
+    except RuntimeError:
+        return False
+    return grad is not None and bool(torch.isfinite(grad).all())
 
 
 @torch.no_grad()

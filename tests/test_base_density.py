@@ -292,3 +292,13 @@ def test_sampling_init_base_needs_a_base():
     ).fit(X)
     with pytest.raises(ValueError, match="needs a fitted base"):
         est.sample(3, random_state=0)
+
+
+def test_sample_chains_move_away_from_where_they_start():
+    # Chains started at training points must leave them: a sampler that does
+    # not move would return training rows.
+    X = make_two_moons(500, random_state=0)
+    est = ScoreMatchingDensity(random_state=0, sampling_init="data", **FAST).fit(X)
+    S = est.sample(300, random_state=0)
+    unmoved = (S[:, None, :] == X[None, :, :]).all(-1).any(1)
+    assert unmoved.mean() < 0.05

@@ -1,9 +1,12 @@
 """EnergyDiscrepancyDensity: the loss, mode weights, Gaussian truth."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -165,3 +168,31 @@ def test_user_module_energy_without_input_gradients():
     est = EnergyDiscrepancyDensity(energy=Confined(), max_iter=5, random_state=0)
     est.fit(X)
     assert np.isfinite(est.score_samples(X)).all()
+    S = est.sample(50, random_state=0)
+    assert S.shape == (50, 2) and np.isfinite(S).all()
+
+
+class _Quantized(torch.nn.Module):
+    """A Gaussian energy evaluated on a grid of 1e-3: no input gradient at all."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        q = torch.round(x.detach() * 1000) / 1000
+        return 0.5 * (q**2).sum(1) * torch.exp(-2 * self.log_scale)
+
+
+def test_energy_without_input_gradients_is_sampled_without_gradients():
+    X = np.random.RandomState(0).normal(size=(3000, 2)) * 1.5
+    est = EnergyDiscrepancyDensity(
+        energy=_Quantized(), base=None, max_iter=30, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X)
+    scale = float(torch.exp(est.energy_.log_scale))
+    S = est.sample(4000, random_state=0)
+    # Random-walk Metropolis draws from the fitted model: its standard deviation.
+    np.testing.assert_allclose(S.std(0), scale, rtol=0.1)
