@@ -75,8 +75,20 @@ REAL = {
     "diabetes": _diabetes,
     "macrodata (statsmodels)": lambda: _statsmodels(
         "macrodata",
-        ["realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1",
-         "tbilrate", "unemp", "pop", "infl", "realint"],
+        [
+            "realgdp",
+            "realcons",
+            "realinv",
+            "realgovt",
+            "realdpi",
+            "cpi",
+            "m1",
+            "tbilrate",
+            "unemp",
+            "pop",
+            "infl",
+            "realint",
+        ],
     ),
     "wine": lambda: load_wine().data,
     "breast_cancer": lambda: load_breast_cancer().data,
@@ -89,7 +101,10 @@ def load_splits(name, n_splits):
     for seed in range(n_splits):
         if name in TOY_DENSITIES:
             make = TOY_DENSITIES[name][0]
-            X, X_test = make(2000, random_state=seed), make(5000, random_state=100 + seed)
+            X, X_test = (
+                make(2000, random_state=seed),
+                make(5000, random_state=100 + seed),
+            )
         else:
             X, X_test = train_test_split(REAL[name](), test_size=0.3, random_state=seed)
         scaler = StandardScaler().fit(X)
@@ -165,7 +180,9 @@ class ZukoMAF:
 
     def score_samples(self, Z):
         with torch.no_grad():
-            return self.flow_().log_prob(torch.as_tensor(Z, dtype=torch.float32)).numpy()
+            return (
+                self.flow_().log_prob(torch.as_tensor(Z, dtype=torch.float32)).numpy()
+            )
 
 
 # --------------------------------------------------------------------- quality
@@ -246,15 +263,19 @@ def speed(estimators, params):
             cv=3,
         )
         _, t_gmm = _timed(lambda gmm_search=gmm_search, X=X: gmm_search.fit(X))
-        print(f"\n{label}: 12-candidate GridSearchCV over GaussianMixture {t_gmm:.2f} s")
+        print(
+            f"\n{label}: 12-candidate GridSearchCV over GaussianMixture {t_gmm:.2f} s"
+        )
         for name, cls in estimators.items():
             est = cls(random_state=0, **params)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 _, t = _timed(lambda est=est, X=X: est.fit(X))
-            print(f"  {name:<5} default fit {t:7.2f} s = {t / t_gmm:6.1f}x  "
-                  f"(epochs {est.n_iter_}, log Z by {est.log_partition_method_})",
-                  flush=True)
+            print(
+                f"  {name:<5} default fit {t:7.2f} s = {t / t_gmm:6.1f}x  "
+                f"(epochs {est.n_iter_}, log Z by {est.log_partition_method_})",
+                flush=True,
+            )
     X = data["2000 x 2"]
     gmm4 = GridSearchCV(
         GaussianMixture(random_state=0), {"n_components": [1, 2, 3, 4]}, cv=3
@@ -264,14 +285,19 @@ def speed(estimators, params):
     for name, cls in estimators.items():
         search = GridSearchCV(
             cls(random_state=0, **params),
-            {"learning_rate_init": [1e-3, 3e-3], "hidden_layer_sizes": [(32, 32), (64, 64)]},
+            {
+                "learning_rate_init": [1e-3, 3e-3],
+                "hidden_layer_sizes": [(32, 32), (64, 64)],
+            },
             cv=3,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             _, t = _timed(lambda search=search: search.fit(X))
-        print(f"  {name:<5} 4-candidate search {t:7.2f} s = {t / t_gmm4:6.1f}x",
-              flush=True)
+        print(
+            f"  {name:<5} 4-candidate search {t:7.2f} s = {t / t_gmm4:6.1f}x",
+            flush=True,
+        )
 
 
 def main():
@@ -287,7 +313,9 @@ def main():
     torch.set_num_threads(1)
     estimators = {k: ESTIMATORS[k] for k in args.estimators}
     params = json.loads(args.params)
-    datasets = args.datasets or (TOYS[:2] + list(REAL)[:3] if args.quick else TOYS + list(REAL))
+    datasets = args.datasets or (
+        TOYS[:2] + list(REAL)[:3] if args.quick else TOYS + list(REAL)
+    )
     n_splits = args.splits or (1 if args.quick else 3)
     if args.part in ("quality", "all"):
         quality(datasets, estimators, params, n_splits, not args.no_baselines)

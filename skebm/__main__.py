@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import EnergyDiscrepancyDensity, ScoreMatchingDensity, SlicedScoreMatchingDensity
 from .datasets import TOY_DENSITIES, toy_log_density
+from .metrics import mean_log_likelihood_scorer
 
 # The skebm estimators the main job runs, by command-line name.
 ESTIMATORS = {
@@ -28,22 +29,32 @@ ESTIMATORS = {
 
 def _kde(X, seed):
     grid = GridSearchCV(
-        KernelDensity(), {"bandwidth": np.logspace(-1.5, 0.5, 12)}, cv=3, n_jobs=1
+        KernelDensity(),
+        {"bandwidth": np.logspace(-1.5, 0.5, 12)},
+        cv=3,
+        scoring=mean_log_likelihood_scorer,
     )
     return grid.fit(X).best_estimator_
 
 
 def _gmm(X, seed):
-    best, best_bic = None, np.inf
-    for k in range(1, 11):
-        gmm = GaussianMixture(k, random_state=seed, n_init=1).fit(X)
-        bic = gmm.bic(X)
-        if bic < best_bic:
-            best, best_bic = gmm, bic
-    return best
+    # Chosen by held-out likelihood: BIC with full covariances picked a model
+    # 70 nats per sample worse than KDE on 89 rows of 13-dimensional data.
+    ks = [k for k in range(1, 11) if k <= max(1, len(X) // 10)]
+    grid = GridSearchCV(
+        GaussianMixture(random_state=seed),
+        {"n_components": ks, "covariance_type": ["full", "diag"]},
+        cv=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return grid.fit(X).best_estimator_
 
 
-BASELINES = {"KernelDensity (CV bandwidth)": _kde, "GaussianMixture (BIC)": _gmm}
+BASELINES = {
+    "KernelDensity (CV bandwidth)": _kde,
+    "GaussianMixture (CV components)": _gmm,
+}
 
 
 def _parser():
@@ -136,17 +147,23 @@ def main(argv=None):
         f"features {X.shape[1]} (standardized)"
     )
     print(f"{'model':<34}{'held-out log-lik':>18}{'fit time (s)':>14}")
-    rows = []
+    bases = {}
     for label in args.estimators:
         est = ESTIMATORS[label](args.random_state)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             est.fit(Z_train)
-        rows.append(
-            (type(est).__name__, est.score(Z_test), time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        print(
+            f"{type(est).__name__:<34}{est.score(Z_test):>18.4f}{elapsed:>14.2f}",
+            flush=True,
         )
-        print(f"{rows[-1][0]:<34}{rows[-1][1]:>18.4f}{rows[-1][2]:>14.2f}", flush=True)
+        base = est.base_
+        bases[(base.covariance_type, base.n_components)] = base
+    for (kind, k), base in bases.items():
+        label = f"  its base: GMM, {k} {kind}"
+        print(f"{label:<34}{base.score(Z_test):>18.4f}{'':>14}", flush=True)
     for label, make in BASELINES.items():
         start = time.perf_counter()
         model = make(Z_train, args.random_state)

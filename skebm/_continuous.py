@@ -91,8 +91,9 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         **_BaseEnergyDensity._parameter_constraints,
         "base": [StrOptions({"gmm", "gaussian"}), BaseMixture, None],
         "log_partition_method": [
-            StrOptions({"auto", "closed_form", "quadrature", "importance_sampling",
-                        "ais"})
+            StrOptions(
+                {"auto", "closed_form", "quadrature", "importance_sampling", "ais"}
+            )
         ],
         "sampling_init": [StrOptions({"auto", "base", "data", "noise"})],
     }
@@ -140,8 +141,12 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
     def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype):
         if not self._corrects_base():
             return super()._fit_energy(
-                X, domain, seed_init=seed_init, seed_train=seed_train,
-                device=device, dtype=dtype,
+                X,
+                domain,
+                seed_init=seed_init,
+                seed_train=seed_train,
+                device=device,
+                dtype=dtype,
             )
         self._check_scale_for_training(X)
         folds = self._validation_folds(X.shape[0], seed_train)
@@ -172,7 +177,11 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             if val_rows is not None:
                 train["monitor_margin"] = self._MONITOR_MARGIN
                 train["monitor"] = _likelihood_monitor(
-                    base, X[val_rows], domain, seed=seed_train, device=device,
+                    base,
+                    X[val_rows],
+                    domain,
+                    seed=seed_train,
+                    device=device,
                     dtype=train_dtype,
                 )
             if train.get("max_iter", 1) > 0:
@@ -243,8 +252,12 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         best = int(np.argmax(bound))
         base_fitted = fit_base(mixture, X)
         correction, result = fit_correction(
-            np.arange(len(X)), None, base_fitted, None,
-            max_iter=best, early_stopping=False,
+            np.arange(len(X)),
+            None,
+            base_fitted,
+            None,
+            max_iter=best,
+            early_stopping=False,
         )
         result.converged = converged
         result.best_iter = best
@@ -336,6 +349,10 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         if init == "noise":
             return self._noise_init(n_samples, rng, generator, device, dtype)
         return super()._chain_starts(
-            energy, n_samples, rng=rng, generator=generator, device=device,
+            energy,
+            n_samples,
+            rng=rng,
+            generator=generator,
+            device=device,
             dtype=dtype,
         )

@@ -23,7 +23,11 @@ from skebm.datasets import make_two_moons
 from skebm.energies import MLPEnergy
 from skebm.partition import log_partition_importance, log_partition_quadrature
 
-ESTIMATORS = [ScoreMatchingDensity, SlicedScoreMatchingDensity, EnergyDiscrepancyDensity]
+ESTIMATORS = [
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+    EnergyDiscrepancyDensity,
+]
 FAST = dict(hidden_layer_sizes=(16, 16), max_iter=5, n_sampling_steps=10)
 
 
@@ -114,8 +118,12 @@ def test_zero_correction_gives_exactly_the_base(cls):
 
 def test_untrained_mlp_correction_is_zero():
     correction = MLPEnergy(
-        3, (8, 8), "silu", generator=torch.Generator().manual_seed(0),
-        confining=False, zero_output=True,
+        3,
+        (8, 8),
+        "silu",
+        generator=torch.Generator().manual_seed(0),
+        confining=False,
+        zero_output=True,
     )
     x = torch.randn(5, 3)
     assert torch.equal(correction(x), torch.zeros(5))
@@ -143,7 +151,10 @@ def test_gaussian_base_is_the_maximum_likelihood_gaussian():
 
 @pytest.mark.parametrize(
     "mixture",
-    [GaussianMixture(2, covariance_type="diag"), BayesianGaussianMixture(n_components=3)],
+    [
+        GaussianMixture(2, covariance_type="diag"),
+        BayesianGaussianMixture(n_components=3),
+    ],
 )
 def test_mixture_instance_is_cloned_and_fitted(mixture):
     X = make_two_moons(400, random_state=0)
@@ -178,7 +189,10 @@ def test_default_fit_is_never_below_its_base_on_mixture_data(cls):
         [rng.normal([-2.0, 0.0], 0.6, (1200, 2)), rng.normal([2.0, 1.0], 1.0, (800, 2))]
     )
     X_test = np.concatenate(
-        [rng.normal([-2.0, 0.0], 0.6, (3000, 2)), rng.normal([2.0, 1.0], 1.0, (2000, 2))]
+        [
+            rng.normal([-2.0, 0.0], 0.6, (3000, 2)),
+            rng.normal([2.0, 1.0], 1.0, (2000, 2)),
+        ]
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -215,7 +229,10 @@ def test_importance_sampling_log_z_in_10d_agrees_with_a_100x_larger_run():
     assert est.log_partition_method_ == "importance_sampling"
     energy = est.energy_.double()
     big = log_partition_importance(
-        energy, energy.base, n_draws=1_638_400, max_draws=1_638_400,
+        energy,
+        energy.base,
+        n_draws=1_638_400,
+        max_draws=1_638_400,
         generator=torch.Generator().manual_seed(1),
     )
     assert abs(est.log_partition_ - big.log_z) < 3 * est.log_partition_std_ + 1e-12
@@ -226,7 +243,9 @@ def test_sample_mode_masses_match_the_model_by_quadrature():
     # the data's and not where chains start.
     rng = np.random.RandomState(0)
     left = rng.rand(3000) < 0.2
-    X = np.where(left[:, None], [-3.0, 0.0], [3.0, 0.0]) + 0.6 * rng.normal(size=(3000, 2))
+    X = np.where(left[:, None], [-3.0, 0.0], [3.0, 0.0]) + 0.6 * rng.normal(
+        size=(3000, 2)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = EnergyDiscrepancyDensity(random_state=0, max_iter=10).fit(X)

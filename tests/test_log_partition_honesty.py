@@ -79,8 +79,13 @@ def test_ais_error_covers_a_ten_times_larger_run_in_10d():
 
     def run(seed, scale):
         return log_partition_ais(
-            energy, mean, cov, n_chains=128 * scale, max_chains=512 * scale,
-            n_steps=200, generator=torch.Generator().manual_seed(seed),
+            energy,
+            mean,
+            cov,
+            n_chains=128 * scale,
+            max_chains=512 * scale,
+            n_steps=200,
+            generator=torch.Generator().manual_seed(seed),
         )
 
     assert _covered_or_flagged(run) >= 9
@@ -96,7 +101,11 @@ def test_unreliable_ais_in_30d_warns_instead_of_reporting_a_small_error():
         warnings.simplefilter("ignore", ConvergenceWarning)
         with pytest.warns(LogPartitionWarning, match="effective samples"):
             est = SlicedScoreMatchingDensity(
-                base=None, random_state=0, max_iter=30, learning_rate_init=2e-3,
-                n_ais_chains=256, n_ais_steps=100,
+                base=None,
+                random_state=0,
+                max_iter=30,
+                learning_rate_init=2e-3,
+                n_ais_chains=256,
+                n_ais_steps=100,
             ).fit(X)
     assert est.log_partition_ess_ < 100
