@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
     draw_seed,
@@ -111,7 +112,7 @@ def _skebm_version():
     return __version__
 
 
-class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
+class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC):
     """Base class of the continuous energy-based density estimators.
 
     A family fills small hooks: :meth:`_objective` (the training loss bound
@@ -370,16 +371,19 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         dtype = torch_dtype_for(X.dtype)
         rng = check_random_state(self.random_state)
         seed_init, seed_train, seed_log_z = (draw_seed(rng) for _ in range(3))
+        task = Task.root(self, X)
 
         energy, result, fitted = self._fit_energy(
             X, domain, seed_init=seed_init, seed_train=seed_train, device=device,
-            dtype=dtype,
+            dtype=dtype, task=task,
         )
         energy.eval()
         summary = self._data_summary(X, rng)
+        log_z_task = task.subtask("log Z")
         estimate, method = self._estimate_log_partition(
             energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
         )
+        log_z_task.end()
         log_z, log_z_std = estimate
         if not math.isfinite(log_z):
             raise ValueError(
@@ -405,6 +409,7 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         self._fit_dtype = dtype
         for name, value in fitted.items():
             setattr(self, name, value)
+        task.end(X=X, fitted={})
 
         if not estimate.reliable:
             _warn_unreliable_log_partition(self, estimate, method)
@@ -418,11 +423,12 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             )
         return self
 
-    def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype):
+    def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype, task):
         """Build and fit the energy: ``(energy, TrainingResult, fitted)``.
 
         ``fitted`` maps names of further fitted attributes to their values;
-        they are set with the others at the end of ``fit``.
+        they are set with the others at the end of ``fit``. ``task`` is the
+        fit's callback task (see :mod:`skebm._callbacks`).
         """
         energy = self._build_energy(
             X.shape[1], seed=seed_init, device=device, dtype=dtype
@@ -431,14 +437,47 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
         result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
         if result is None:
             self._check_scale_for_training(X)
+
+            def snapshot(energy, result):
+                # No log Z per epoch without a base: the objective is what a
+                # callback can read (skebm.metrics' scorers).
+                return {
+                    "energy_": copy.deepcopy(energy).to("cpu", dtype),
+                    "log_partition_": math.nan,
+                    "loss_curve_": list(result.loss_curve),
+                    "validation_loss_curve_": list(result.validation_loss_curve),
+                    "_fit_dtype": dtype,
+                    "domain_": domain,
+                }
+
             result = self._train(
                 energy, self._objective(), X, seed=seed_train, device=device,
-                dtype=dtype,
+                dtype=dtype, task=task, snapshot=snapshot,
             )
         return energy, result, {}
 
-    def _train(self, energy, objective, X, *, seed, device, dtype, **overrides):
-        """:func:`train_minibatch` with the estimator's training parameters."""
+    def _train(
+        self,
+        energy,
+        objective,
+        X,
+        *,
+        seed,
+        device,
+        dtype,
+        task=None,
+        task_name="training",
+        score_X=None,
+        snapshot=None,
+        **overrides,
+    ):
+        """:func:`train_minibatch` with the estimator's training parameters.
+
+        Each epoch is a callback task under a ``training`` task of ``task``;
+        ``snapshot(energy, result)`` gives the fitted attributes of the model
+        at an epoch, for callbacks that evaluate it (on ``score_X``, the
+        held-out rows where known, else ``X``).
+        """
         options = dict(
             batch_size=self.batch_size,
             learning_rate_init=self.learning_rate_init,
@@ -451,7 +490,24 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             verbose=self.verbose,
         )
         options.update(overrides)
-        return train_minibatch(
+        task = Task(self, None) if task is None else task
+        training = task.subtask(task_name, max_subtasks=options["max_iter"])
+        epochs = {}
+
+        def on_epoch_begin(epoch):
+            epochs[epoch] = training.subtask("epoch")
+
+        def on_epoch_end(epoch, energy, result):
+            fitted = None
+            if snapshot is not None:
+                fitted = lambda: snapshot(energy, result)  # noqa: E731 (lazy)
+            return epochs.pop(epoch).end(
+                X=X if score_X is None else score_X, fitted=fitted
+            )
+
+        if training.context is not None:
+            options.update(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end)
+        result = train_minibatch(
             energy,
             objective,
             X,
@@ -461,6 +517,8 @@ class _BaseEnergyDensity(DensityMixin, BaseEstimator, ABC):
             name=type(self).__name__,
             **options,
         )
+        training.end()
+        return result
 
     # Trained energies (unlike closed forms, which are affine-equivariant) assume
     # features of order one: an MLP's initialisation and Adam's step size do.

@@ -51,32 +51,35 @@ def _evaluate(module, x):
     return torch.cat([module(chunk) for chunk in x.split(EVAL_CHUNK_SIZE)])
 
 
-def _likelihood_monitor(base, X_val, domain, *, seed, device, dtype):
-    """``correction -> mean validation log-likelihood`` of ``q exp(-f) / Z_f``.
+class _LikelihoodMonitor:
+    """``correction -> (validation log-likelihoods, variance of log Z)``.
 
-    ``Z_f`` is estimated from fixed draws of ``q``: the epochs are compared on
-    the same draws, and the untrained correction (``f = 0``) scores exactly
-    ``q``'s validation log-likelihood.
+    The model is ``q exp(-f) / Z_f``, with ``Z_f`` estimated from fixed draws
+    of ``q``: the epochs are compared on the same draws, and the untrained
+    correction (``f = 0``) scores exactly ``q``'s validation log-likelihood.
+    The last estimate of ``log Z_f`` is kept as ``log_z``.
     """
-    generator = make_generator(seed, device)
-    draws = base.sample(_MONITOR_DRAWS, generator=generator)
-    inside = None if domain is None else domain.contains(draws)
-    x_val = torch.as_tensor(X_val, device=device, dtype=dtype)
-    with torch.no_grad():
-        log_q_val = _evaluate(base, x_val)
 
-    def monitor(correction):
-        neg_f = -_evaluate(correction, draws)
-        if inside is not None:
-            neg_f = torch.where(inside, neg_f, -math.inf)
-        log_z = torch.logsumexp(neg_f, 0) - math.log(len(draws))
+    def __init__(self, base, X_val, domain, *, seed, device, dtype):
+        generator = make_generator(seed, device)
+        self.draws = base.sample(_MONITOR_DRAWS, generator=generator)
+        self.inside = None if domain is None else domain.contains(self.draws)
+        self.x_val = torch.as_tensor(X_val, device=device, dtype=dtype)
+        with torch.no_grad():
+            self.log_q_val = _evaluate(base, self.x_val)
+        self.log_z = 0.0
+
+    def __call__(self, correction):
+        neg_f = -_evaluate(correction, self.draws)
+        if self.inside is not None:
+            neg_f = torch.where(self.inside, neg_f, -math.inf)
+        log_z = torch.logsumexp(neg_f, 0) - math.log(len(self.draws))
+        self.log_z = float(log_z)
         # Delta-method variance of log Z: var(w) / (n mean(w)^2).
         w = torch.exp(neg_f - log_z)
-        log_z_variance = float(w.var()) / len(draws) if len(draws) > 1 else 0.0
-        scores = log_q_val - _evaluate(correction, x_val) - log_z
+        log_z_variance = float(w.var()) / len(w) if len(w) > 1 else 0.0
+        scores = self.log_q_val - _evaluate(correction, self.x_val) - log_z
         return scores, log_z_variance
-
-    return monitor
 
 
 class _BaseContinuousDensity(_BaseEnergyDensity):
@@ -138,7 +141,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             for i, part in enumerate(parts)
         ]
 
-    def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype):
+    def _fit_energy(self, X, domain, *, seed_init, seed_train, device, dtype, task):
         if not self._corrects_base():
             return super()._fit_energy(
                 X,
@@ -147,6 +150,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 seed_train=seed_train,
                 device=device,
                 dtype=dtype,
+                task=task,
             )
         self._check_scale_for_training(X)
         folds = self._validation_folds(X.shape[0], seed_train)
@@ -155,7 +159,9 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             base_fitted, correction = previous
             mixture = None
         else:
+            base_task = task.subtask("base density")
             mixture = select_base(self.base, X, folds, seed=seed_init)
+            base_task.end()
             correction = None
 
         # The correction trains in float32 whatever the data's dtype: twice as
@@ -174,9 +180,9 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                     correction, X, device=device, dtype=train_dtype
                 )
             correction = correction.to(device=device, dtype=train_dtype)
+            monitor = None
             if val_rows is not None:
-                train["monitor_margin"] = self._MONITOR_MARGIN
-                train["monitor"] = _likelihood_monitor(
+                monitor = _LikelihoodMonitor(
                     base,
                     X[val_rows],
                     domain,
@@ -184,6 +190,23 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                     device=device,
                     dtype=train_dtype,
                 )
+                train.update(monitor=monitor, monitor_margin=self._MONITOR_MARGIN)
+
+            def snapshot(correction, result):
+                # The model at an epoch, for callbacks that score it; its log Z
+                # is the validation monitor's estimate.
+                base64 = mixture_to_torch(base_fitted).to(dtype=dtype)
+                return {
+                    "energy_": BaseCorrectedEnergy(
+                        base64, copy.deepcopy(correction).to("cpu", dtype)
+                    ),
+                    "log_partition_": math.nan if monitor is None else monitor.log_z,
+                    "loss_curve_": list(result.loss_curve),
+                    "validation_scores_": list(result.validation_score_curve),
+                    "_fit_dtype": dtype,
+                    "domain_": domain,
+                }
+
             if train.get("max_iter", 1) > 0:
                 result = self._train(
                     correction,
@@ -192,6 +215,9 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                     seed=seed_train,
                     device=device,
                     dtype=train_dtype,
+                    task=task,
+                    score_X=None if val_rows is None else X[val_rows],
+                    snapshot=snapshot,
                     **train,
                 )
             else:
@@ -237,7 +263,9 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         """
         curves, variances, converged = [], [], True
         for train, val in folds:
-            _, result = fit_correction(train, val, fit_base(mixture, X[train]), None)
+            _, result = fit_correction(
+                train, val, fit_base(mixture, X[train]), None, task_name="cross-fit"
+            )
             converged = converged and result.converged
             curves.append(np.asarray(result.validation_score_curve) * len(val))
             variances.append(

@@ -73,6 +73,8 @@ def train_minibatch(
     dtype,
     monitor=None,
     monitor_margin=2.0,
+    on_epoch_begin=None,
+    on_epoch_end=None,
     verbose=False,
     name="",
 ):
@@ -105,6 +107,10 @@ def train_minibatch(
         some epoch's gain is that clearly positive.
     monitor_margin : float, default=2.0
         Standard errors a gain must clear (see ``monitor``).
+    on_epoch_begin, on_epoch_end : callable or None, default=None
+        ``on_epoch_begin(epoch)`` before each epoch and ``on_epoch_end(epoch,
+        energy, result) -> bool`` after it (and after its monitoring); a true
+        return value stops training there, as convergence does.
 
     Returns
     -------
@@ -159,6 +165,8 @@ def train_minibatch(
         best_state = copy.deepcopy(energy.state_dict())
     energy.train()
     for epoch in range(max_iter):
+        if on_epoch_begin is not None:
+            on_epoch_begin(epoch + 1)
         order = indices[rng.permutation(n_train)]
         epoch_sum = torch.zeros((), device=device, dtype=dtype)
         for start in range(0, n_train, batch_size):
@@ -242,9 +250,12 @@ def train_minibatch(
             result.best_iter = epoch + 1
             if early_stopping or monitor is not None:
                 best_state = copy.deepcopy(energy.state_dict())
-        if no_improvement >= n_iter_no_change:
+        stop = on_epoch_end is not None and on_epoch_end(epoch + 1, energy, result)
+        if no_improvement >= n_iter_no_change or stop:
             result.converged = True
-            if verbose:
+            if verbose and stop:
+                print("A callback asked to stop. Stopping.")
+            elif verbose:
                 what = (
                     "Validation log-likelihood"
                     if monitor is not None

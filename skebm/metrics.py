@@ -11,7 +11,11 @@ compares the same thing for all of them: the mean of ``score_samples``.
 
 import numpy as np
 
-__all__ = ["mean_log_likelihood_scorer"]
+__all__ = [
+    "mean_log_likelihood_scorer",
+    "neg_training_loss_scorer",
+    "validation_scorer",
+]
 
 
 def mean_log_likelihood_scorer(estimator, X, y=None):
@@ -51,3 +55,77 @@ def mean_log_likelihood_scorer(estimator, X, y=None):
     {'bandwidth': 0.5}
     """
     return float(np.mean(estimator.score_samples(X)))
+
+
+def neg_training_loss_scorer(estimator, X=None, y=None):
+    """Minus the last epoch's training objective, for per-epoch monitoring.
+
+    The models a callback sees during ``fit`` (``fitted_estimator`` of
+    :class:`sklearn.callback.ScoringMonitor`) carry the run so far:
+    ``ScoringMonitor(scoring={"training": neg_training_loss_scorer,
+    "validation": validation_scorer})`` logs the training objective and the
+    validation criterion once per epoch. Negated so that higher is better,
+    as every scikit-learn score.
+
+    Parameters
+    ----------
+    estimator : skebm estimator
+        A fitted (or partly fitted) estimator with ``loss_curve_``.
+    X : ignored
+    y : ignored
+
+    Returns
+    -------
+    score : float
+        ``-estimator.loss_curve_[-1]``; nan before the first epoch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skebm import ScoreMatchingDensity
+    >>> from skebm.metrics import neg_training_loss_scorer
+    >>> X = np.random.RandomState(0).normal(size=(300, 2))
+    >>> est = ScoreMatchingDensity(base=None, max_iter=3, hidden_layer_sizes=(8,),
+    ...                            random_state=0).fit(X)
+    >>> neg_training_loss_scorer(est) == -est.loss_curve_[-1]
+    True
+    """
+    curve = getattr(estimator, "loss_curve_", None)
+    return float(-curve[-1]) if curve else float("nan")
+
+
+def validation_scorer(estimator, X=None, y=None):
+    """The last epoch's validation criterion, for per-epoch monitoring.
+
+    With a base density, the held-out log-likelihood the epochs are chosen
+    by (``validation_scores_``); without, minus the validation objective
+    (``validation_loss_curve_``). Higher is better. See
+    :func:`neg_training_loss_scorer`.
+
+    Parameters
+    ----------
+    estimator : skebm estimator
+        A fitted (or partly fitted) estimator.
+    X : ignored
+    y : ignored
+
+    Returns
+    -------
+    score : float
+        The criterion at the last epoch; nan where there is none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skebm import ScoreMatchingDensity
+    >>> from skebm.metrics import validation_scorer
+    >>> X = np.random.RandomState(0).normal(size=(1200, 2))
+    >>> est = ScoreMatchingDensity(max_iter=3, random_state=0).fit(X)
+    >>> validation_scorer(est) == est.validation_scores_[-1]
+    True
+    """
+    scores = getattr(estimator, "validation_scores_", None)
+    if scores:
+        return float(scores[-1])
+    curve = getattr(estimator, "validation_loss_curve_", None)
+    return float(-curve[-1]) if curve else float("nan")

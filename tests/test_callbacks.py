@@ -1,0 +1,120 @@
+"""scikit-learn's callbacks (``sklearn.callback``): progress bars and monitors."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skebm import (
+    EnergyDiscrepancyDensity,
+    PseudoLikelihoodIsing,
+    RatioMatchingBinary,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
+from skebm.metrics import (
+    mean_log_likelihood_scorer,
+    neg_training_loss_scorer,
+    validation_scorer,
+)
+
+callback = pytest.importorskip(
+    "sklearn.callback", reason="scikit-learn < 1.9 has no callback API"
+)
+pytest.importorskip("rich", reason="ProgressBar needs rich (the 'progress' extra)")
+
+SMALL = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0)
+ESTIMATORS = {
+    "ScoreMatchingDensity": lambda: ScoreMatchingDensity(**SMALL),
+    "SlicedScoreMatchingDensity": lambda: SlicedScoreMatchingDensity(**SMALL),
+    "EnergyDiscrepancyDensity": lambda: EnergyDiscrepancyDensity(**SMALL),
+    "ScoreMatchingDensity(base=None)": lambda: ScoreMatchingDensity(
+        base=None, **SMALL
+    ),
+    "RatioMatchingBinary": lambda: RatioMatchingBinary(**SMALL),
+    "PseudoLikelihoodIsing": lambda: PseudoLikelihoodIsing(),
+}
+ITERATIVE = [name for name in ESTIMATORS if name != "PseudoLikelihoodIsing"]
+
+
+def _data(name, n=1200):
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(n, 3))
+    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing"):
+        X = (X + 0.5 * X[:, :1] > 0).astype(float)
+    return X
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_progress_bar_alone_in_a_pipeline_and_in_a_search(name, capsys):
+    X = _data(name)
+    ESTIMATORS[name]().set_callbacks(callback.ProgressBar()).fit(X)
+    out = capsys.readouterr().out
+    assert f"{name.split('(')[0]} - fit" in out
+    pipe = make_pipeline(StandardScaler(), ESTIMATORS[name]())
+    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing"):
+        pipe = make_pipeline(ESTIMATORS[name]())
+    pipe.set_callbacks(callback.ProgressBar(max_propagation_depth=None)).fit(X)
+    assert "Pipeline - fit" in capsys.readouterr().out
+    search = GridSearchCV(
+        ESTIMATORS[name](), {"random_state": [0, 1]}, cv=2
+    ).set_callbacks(callback.ProgressBar(max_propagation_depth=None))
+    search.fit(X)
+    out = capsys.readouterr().out
+    assert "GridSearchCV - fit" in out
+    # Each fit is nested under the search, with its own tasks.
+    assert f"{name.split('(')[0]} - " in out
+
+
+@pytest.mark.parametrize("name", ITERATIVE)
+def test_scoring_monitor_logs_one_row_per_epoch(name):
+    X = _data(name)
+    monitor = callback.ScoringMonitor(
+        scoring={
+            "training": neg_training_loss_scorer,
+            "validation": validation_scorer,
+        }
+    )
+    est = ESTIMATORS[name]().set_callbacks(monitor).fit(X)
+    rows = [r for r in monitor.get_logs().data if r["task_name"] == "epoch"]
+    assert len(rows) == est.n_iter_
+    np.testing.assert_allclose(
+        [r["training"] for r in rows], [-loss for loss in est.loss_curve_]
+    )
+    scores = getattr(est, "validation_scores_", None)
+    if scores:  # with a base: the held-out log-likelihood, epoch by epoch
+        np.testing.assert_allclose([r["validation"] for r in rows], scores[1:])
+
+
+def test_scoring_monitor_in_a_pipeline_and_a_search_scores_held_out_likelihood():
+    X = _data("SlicedScoreMatchingDensity")
+    # A monitor is not propagated: it is set on the estimator it watches, and
+    # the search's clones keep it.
+    monitor = callback.ScoringMonitor(scoring={"score": mean_log_likelihood_scorer})
+    est = SlicedScoreMatchingDensity(**SMALL).set_callbacks(monitor)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), est),
+        {"slicedscorematchingdensity__learning_rate_init": [1e-3, 1e-2]},
+        cv=2,
+    )
+    search.fit(X)
+    rows = [r for r in monitor.get_logs().data if r["task_name"] == "epoch"]
+    assert rows and all(np.isfinite(r["score"]) for r in rows)
+
+
+def test_callbacks_are_optional_and_not_parameters():
+    est = SlicedScoreMatchingDensity(**SMALL)
+    assert "callbacks" not in est.get_params()
+    est.fit(_data("SlicedScoreMatchingDensity"))
+    assert not hasattr(est, "_skl_callbacks")
