@@ -3,12 +3,12 @@ and compare held-out log-likelihood and fit time with KernelDensity and
 GaussianMixture."""
 
 import argparse
+import os
 import sys
 import time
 import warnings
 
 import numpy as np
-import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, train_test_split
@@ -100,7 +100,8 @@ def _parser():
         "--threads",
         type=int,
         default=1,
-        help="torch intra-op threads (default: 1, fastest for these small models)",
+        help="torch intra-op threads per fit (SKEBM_TORCH_THREADS; default: 1, "
+        "fastest for these small models)",
     )
     return parser
 
@@ -124,10 +125,9 @@ def _load_csv(path):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    # The toy models are small: extra intra-op threads only synchronize, and on
-    # a busy 2-core machine OpenMP's spin-waiting made one fit 6x slower
-    # (EnergyDiscrepancyDensity: 124 s with torch's default, 20 s with one).
-    torch.set_num_threads(args.threads)
+    # The estimators run torch with SKEBM_TORCH_THREADS intra-op threads (one
+    # by default: extra threads only synchronize on these small networks).
+    os.environ["SKEBM_TORCH_THREADS"] = str(args.threads)
     if args.csv:
         X, name = _load_csv(args.csv), args.csv
     else:

@@ -19,7 +19,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
+    as_tensor,
     draw_seed,
+    limit_torch_threads,
     make_generator,
     numpy_dtype_for,
     resolve_device,
@@ -27,7 +29,12 @@ from ._torch_utils import (
     torch_dtype_for,
 )
 from ._training import train_minibatch
-from .energies import ACTIVATIONS, MLPEnergy, QuadraticEnergy
+from .energies import (
+    ACTIVATIONS,
+    LinearInParametersEnergy,
+    MLPEnergy,
+    QuadraticEnergy,
+)
 from .exceptions import (  # InconsistentVersionWarning: re-exported
     InconsistentVersionWarning,  # noqa: F401
     LogPartitionWarning,
@@ -86,6 +93,23 @@ def _column_statistics(X):
         "min": lower + mean,
         "max": upper + mean,
     }
+
+
+def _check_statistics_shape(energy, x):
+    """``statistics(x)`` must be ``(n_samples, n_statistics)``."""
+    n_statistics = energy.theta.numel()
+    with torch.no_grad():
+        t = energy.statistics(x[:2])
+    if tuple(t.shape) != (x[:2].shape[0], n_statistics):
+        raise ValueError(
+            f"{type(energy).__name__}.statistics(x) must return one row of "
+            f"n_statistics={n_statistics} values per sample: shape "
+            f"({x[:2].shape[0]}, {n_statistics}) for input of shape "
+            f"{tuple(x[:2].shape)}, but returned {tuple(t.shape)}. On "
+            f"{x.shape[1]}-dimensional data a statistic such as x**2 has one "
+            "column per feature: pass n_statistics to match, or reduce the "
+            "columns (e.g. (x**2).sum(1, keepdim=True))."
+        )
 
 
 def _warn_unreliable_log_partition(estimator, estimate, method):
@@ -225,7 +249,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         domain = getattr(self, "domain_", None)
         if domain is None:
             return None
-        return ~to_numpy(domain.contains(torch.as_tensor(X)))
+        return ~to_numpy(domain.contains(as_tensor(X)))
 
     def _sampling_constraint(self):
         """``contains(x_tensor) -> bool tensor`` for MALA, or None."""
@@ -261,7 +285,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             return None
         domain = copy.deepcopy(domain)
         domain.validate(X.shape[1])
-        inside = to_numpy(domain.contains(torch.as_tensor(X)))
+        inside = to_numpy(domain.contains(as_tensor(X)))
         if not inside.all():
             outside = np.flatnonzero(~inside)
             prefix = (
@@ -325,9 +349,17 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
     @staticmethod
     def _check_energy_output(energy, X, *, device, dtype):
-        x = torch.as_tensor(X[:2], device=device, dtype=dtype)
+        x = as_tensor(X[:2], device=device, dtype=dtype)
+        if isinstance(energy, LinearInParametersEnergy):
+            _check_statistics_shape(energy, x)
         with torch.no_grad():
-            out = energy(x)
+            try:
+                out = energy(x)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"The energy module {type(energy).__name__} failed on a batch "
+                    f"of shape {tuple(x.shape)} (n_samples, n_features): {exc}"
+                ) from exc
         if not isinstance(out, torch.Tensor) or out.shape != (x.shape[0],):
             shape = getattr(out, "shape", type(out).__name__)
             raise ValueError(
@@ -338,6 +370,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @limit_torch_threads
     def fit(self, X, y=None):
         """Fit the energy to the data.
 
@@ -626,12 +659,13 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         out = np.empty(X.shape[0], dtype=numpy_dtype_for(dtype))
         with torch.no_grad():
             for start in range(0, X.shape[0], EVAL_CHUNK_SIZE):
-                xb = torch.as_tensor(
+                xb = as_tensor(
                     X[start : start + EVAL_CHUNK_SIZE], device=device, dtype=dtype
                 )
                 out[start : start + EVAL_CHUNK_SIZE] = to_numpy(-energy(xb))
         return out
 
+    @limit_torch_threads
     def unnormalized_score_samples(self, X):
         """Unnormalized log-density ``-E(x)`` of each sample.
 
@@ -657,6 +691,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             values[outside] = -np.inf
         return values
 
+    @limit_torch_threads
     def score_samples(self, X):
         """Log-density of each sample, normalized with ``log_partition_``.
 
@@ -689,6 +724,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         return float(np.mean(self.score_samples(X)))
 
     # -------------------------------------------------------------- sampling
+    @limit_torch_threads
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted density.
 

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
 from ._mixture_base import fit_base, mixture_to_torch, select_base
-from ._torch_utils import EVAL_CHUNK_SIZE, make_generator
+from ._torch_utils import EVAL_CHUNK_SIZE, as_tensor, make_generator
 from ._training import TrainingResult
 from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
@@ -64,7 +64,7 @@ class _LikelihoodMonitor:
         generator = make_generator(seed, device)
         self.draws = base.sample(_MONITOR_DRAWS, generator=generator)
         self.inside = None if domain is None else domain.contains(self.draws)
-        self.x_val = torch.as_tensor(X_val, device=device, dtype=dtype)
+        self.x_val = as_tensor(X_val, device=device, dtype=dtype)
         with torch.no_grad():
             self.log_q_val = _evaluate(base, self.x_val)
         self.log_z = 0.0

@@ -3,10 +3,12 @@
 import numbers
 from functools import partial
 
+import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._continuous import _BaseContinuousDensity
+from ._torch_utils import as_tensor
 from ._training import TrainingResult
 from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, QuadraticEnergy
@@ -25,6 +27,68 @@ from .objectives.sliced_score_matching import (
 # The closed form of a quadratic energy on a domain is a dense solve in
 # d(d+1)/2 + d unknowns; above this many features the energy is trained instead.
 _MAX_CLOSED_FORM_FEATURES = 100
+
+
+# Radii, in units of the data's extent, along which a fitted linear-in-
+# parameters energy must grow for exp(-E) to be integrable.
+_TAIL_RADII = 2.0 ** np.arange(1, 8)
+_N_TAIL_DIRECTIONS = 32
+
+
+def _check_normalizable(energy, X, domain):
+    """A ValueError when ``exp(-E)`` of the fitted energy is not integrable.
+
+    Along rays from the data's mean (both directions of every axis and random
+    ones, inside the domain), ``E`` must grow at least like ``(d + 1) log r``
+    between 2 and 128 times the data's extent; otherwise the density does not
+    decay fast enough to be integrable there. The message names the statistic
+    whose term makes the energy fall along the worst ray. Decided numerically
+    from the tails, which is exact for polynomial statistics.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    center = X.mean(0)
+    extent = max(float(np.abs(X - center).max()), 1e-12)
+    rng = np.random.default_rng(0)
+    random = rng.standard_normal((_N_TAIL_DIRECTIONS, d))
+    directions = np.concatenate(
+        [np.eye(d), -np.eye(d), random / np.linalg.norm(random, axis=1, keepdims=True)]
+    )
+    radii = extent * _TAIL_RADII
+    points = center + radii[None, :, None] * directions[:, None, :]  # (m, r, d)
+    flat = torch.as_tensor(points.reshape(-1, d), dtype=energy.theta.dtype)
+    if domain is not None:
+        inside = domain.contains(flat).reshape(len(directions), len(radii))
+        keep = inside.all(1).numpy()
+        directions, points = directions[keep], points[keep]
+        if not len(directions):
+            return  # bounded domain: a finite energy is integrable on it
+        flat = torch.as_tensor(points.reshape(-1, d), dtype=energy.theta.dtype)
+    with torch.no_grad():
+        stats = energy.statistics(flat).reshape(len(directions), len(radii), -1)
+        terms = (stats * energy.theta).double().numpy()  # (m, r, k)
+    energies = terms.sum(-1)
+    growth = energies[:, -1] - energies[:, 0]
+    needed = (d + 1) * np.log(_TAIL_RADII[-1] / _TAIL_RADII[0])
+    bad = np.flatnonzero(~(growth >= needed))
+    if not bad.size:
+        return
+    worst = bad[np.argmin(growth[bad])]
+    change = terms[worst, -1] - terms[worst, 0]
+    culprit = int(np.argmin(change))
+    theta = energy.theta.detach().double().numpy()
+    raise ValueError(
+        f"The fitted {type(energy).__name__} is not normalizable: exp(-E) is not "
+        f"integrable, since along the direction {np.round(directions[worst], 3)} "
+        f"from the data's mean the energy changes by {growth[worst]:.3g} between "
+        f"{_TAIL_RADII[0]:.0f} and {_TAIL_RADII[-1]:.0f} times the data's extent "
+        f"(it must grow without bound, at least like (d + 1) log r). The "
+        f"coefficient theta[{culprit}] = {theta[culprit]:.4g} of statistic "
+        f"{culprit} makes it fall there. Score matching does not see "
+        "normalizability: use statistics whose leading term keeps a positive "
+        "coefficient on this data (e.g. a quadratic term for heavy tails), a "
+        "domain, or energy='mlp'."
+    )
 
 
 class _BaseScoreMatching(_BaseContinuousDensity):
@@ -345,7 +409,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
     def _closed_form_fit(self, energy, X, *, device, dtype):
         boundary_weight = self._boundary_weight()
         if isinstance(energy, QuadraticEnergy):
-            x = torch.as_tensor(X, device=device, dtype=torch.float64)
+            x = as_tensor(X, device=device, dtype=torch.float64)
             if boundary_weight is None:
                 mean, precision, value = self._solve_gaussian(x)
             elif X.shape[1] <= _MAX_CLOSED_FORM_FEATURES:
@@ -360,7 +424,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
                 loss_curve=[value], n_iter=1, converged=True, best_loss=value
             )
         if isinstance(energy, LinearInParametersEnergy):
-            x = torch.as_tensor(X, device=device, dtype=dtype)
+            x = as_tensor(X, device=device, dtype=dtype)
             theta, value = solve_linear_score_matching(
                 energy.statistics, x, alpha=self.alpha, boundary_weight=boundary_weight
             )
@@ -372,6 +436,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
                 )
             with torch.no_grad():
                 energy.theta.copy_(theta)
+            _check_normalizable(energy, X, self._domain())
             return TrainingResult(
                 loss_curve=[value], n_iter=1, converged=True, best_loss=value
             )

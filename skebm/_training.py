@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ._torch_utils import as_tensor
+
 
 class NonFiniteLossError(ValueError):
     """Training diverged: a non-finite or exploding loss, or non-finite parameters."""
@@ -48,7 +50,7 @@ def _mean_loss(objective, energy, X, indices, batch_size, *, device, dtype, gene
     total, count = 0.0, 0
     for start in range(0, len(indices), batch_size):
         idx = indices[start : start + batch_size]
-        xb = torch.as_tensor(X[idx], device=device, dtype=dtype)
+        xb = as_tensor(X[idx], device=device, dtype=dtype)
         loss = objective(energy, xb, generator=generator)
         total += float(loss.detach()) * len(idx)
         count += len(idx)
@@ -171,7 +173,7 @@ def train_minibatch(
         epoch_sum = torch.zeros((), device=device, dtype=dtype)
         for start in range(0, n_train, batch_size):
             idx = np.sort(order[start : start + batch_size])
-            xb = torch.as_tensor(X[idx], device=device, dtype=dtype)
+            xb = as_tensor(X[idx], device=device, dtype=dtype)
             loss = objective(energy, xb, generator=generator)
             if reference is None:
                 reference = abs(float(loss.detach())) + 1.0
