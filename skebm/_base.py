@@ -112,6 +112,19 @@ def _check_statistics_shape(energy, x):
         )
 
 
+def _readable_parameters(energy):
+    """Fitted parameters as numpy arrays, for the energies that have named ones."""
+    with torch.no_grad():
+        if isinstance(energy, QuadraticEnergy):
+            return {
+                "location_": to_numpy(energy.mean).astype(np.float64),
+                "precision_": to_numpy(energy.precision()).astype(np.float64),
+            }
+        if isinstance(energy, LinearInParametersEnergy):
+            return {"coef_": to_numpy(energy.theta).astype(np.float64)}
+    return {}
+
+
 def _warn_unreliable_log_partition(estimator, estimate, method):
     """Say that ``log_partition_std_`` cannot be trusted, and what to do."""
     name = type(estimator).__name__
@@ -440,7 +453,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
-        for name, value in fitted.items():
+        for name, value in {**fitted, **_readable_parameters(self.energy_)}.items():
             setattr(self, name, value)
         task.end(X=X, fitted={})
 

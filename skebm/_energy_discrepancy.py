@@ -121,6 +121,10 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
     ----------
     energy_ : torch.nn.Module
         The fitted energy, on the CPU.
+    location_ : ndarray of shape (n_features,)
+        For ``energy="quadratic"``: the mean of the fitted Gaussian.
+    precision_ : ndarray of shape (n_features, n_features)
+        For ``energy="quadratic"``: its precision matrix.
     log_partition_ : float
         Estimated log Z of ``exp(-energy_)``.
     log_partition_std_ : float

@@ -249,6 +249,13 @@ class ScoreMatchingDensity(_BaseScoreMatching):
     ----------
     energy_ : torch.nn.Module
         The fitted energy, on the CPU.
+    location_ : ndarray of shape (n_features,)
+        For ``energy="quadratic"``: the mean of the fitted Gaussian.
+    precision_ : ndarray of shape (n_features, n_features)
+        For ``energy="quadratic"``: its precision matrix.
+    coef_ : ndarray of shape (n_statistics,)
+        For a :class:`~skebm.energies.LinearInParametersEnergy`: the fitted
+        ``theta``.
     log_partition_ : float
         Estimated log Z of ``exp(-energy_)``.
     log_partition_std_ : float
@@ -631,6 +638,10 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
     ----------
     energy_ : torch.nn.Module
         The fitted energy, on the CPU.
+    location_ : ndarray of shape (n_features,)
+        For ``energy="quadratic"``: the mean of the fitted Gaussian.
+    precision_ : ndarray of shape (n_features, n_features)
+        For ``energy="quadratic"``: its precision matrix.
     log_partition_ : float
         Estimated log Z of ``exp(-energy_)``.
     log_partition_std_ : float
