@@ -109,3 +109,25 @@ def test_unreliable_ais_in_30d_warns_instead_of_reporting_a_small_error():
                 n_ais_steps=100,
             ).fit(X)
     assert est.log_partition_ess_ < 100
+
+
+def test_estimator_ais_log_z_agrees_with_independent_importance_sampling():
+    # base=None in 4 dimensions: the estimator's AIS against importance sampling
+    # from a wide Gaussian with many draws (feasible in 4-d), within the errors.
+    rng = np.random.RandomState(0)
+    X = np.c_[make_two_moons(2000, random_state=0), rng.normal(size=(2000, 2))]
+    X = StandardScaler().fit_transform(X)
+    est = _fit(X, base=None, max_iter=10, learning_rate_init=2e-3)
+    assert est.log_partition_method_ == "ais"
+    from skebm.base_densities import GaussianMixtureBase
+
+    wide = GaussianMixtureBase(
+        torch.ones(1), torch.zeros(1, 4), 4.0 * torch.eye(4)[None]
+    )
+    check = log_partition_importance(
+        est.energy_.double(), wide, n_draws=1_000_000, max_draws=1_000_000,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert check.reliable
+    tolerance = 3 * np.hypot(est.log_partition_std_, check.stderr)
+    assert abs(est.log_partition_ - check.log_z) < tolerance
