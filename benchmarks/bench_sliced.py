@@ -19,6 +19,14 @@
      torchebm's trained module normalized by the same quadrature
      (:func:`skebm.partition.log_partition_quadrature`), next to the truth.
 
+3. Per *fit*: ``ScoreMatchingDensity`` (exact) against
+   ``SlicedScoreMatchingDensity`` (defaults, both with the default base
+   density) on 4000 x 128 data (two moons in 2 of the 128 rotated dimensions,
+   Gaussian noise in the rest), the same number of epochs, with the time of
+   each phase of the fit (base density, training, log Z) read from
+   scikit-learn's callback API: the per-step speed-up must survive to the
+   whole fit, so the fixed costs must stay a small share.
+
 Run with one thread: ``OMP_NUM_THREADS=1 python benchmarks/bench_sliced.py``
 (``--quick`` for fewer repeats). Needs ``pip install -e ".[benchmark]"``.
 """
@@ -33,7 +41,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
 
-from skebm import SlicedScoreMatchingDensity
+from skebm import ScoreMatchingDensity, SlicedScoreMatchingDensity
 from skebm.datasets import make_two_moons, toy_log_density
 from skebm.energies import MLPEnergy
 from skebm.objectives import (
@@ -252,6 +260,57 @@ def torchebm_comparison(n_train, n_test, epochs, seed):
     )
 
 
+class PhaseTimer:
+    """A scikit-learn fit callback that adds up the time of each top task."""
+
+    def __init__(self):
+        self.times, self._start = {}, {}
+
+    def setup(self, estimator, context):
+        pass
+
+    def teardown(self, estimator, context):
+        pass
+
+    def on_fit_task_begin(self, estimator, context):
+        self._start[id(context)] = time.perf_counter()
+
+    def on_fit_task_end(self, estimator, context):
+        start = self._start.pop(id(context), None)
+        if start is not None and context.parent is not None:
+            if context.parent.parent is None:  # a phase of the fit
+                name = context.task_name
+                self.times[name] = self.times.get(name, 0.0) + (
+                    time.perf_counter() - start
+                )
+
+
+def per_fit_table(d=128, n=4000, epochs=20):
+    print(f"\n== per fit: exact vs sliced, {n} x {d}, {epochs} epochs ==")
+    rng = np.random.RandomState(0)
+    X = np.c_[make_two_moons(n, random_state=0), rng.normal(size=(n, d - 2))]
+    Q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    X = StandardScaler().fit_transform(X @ Q)
+    rows = {}
+    for cls in (ScoreMatchingDensity, SlicedScoreMatchingDensity):
+        timer = PhaseTimer()
+        est = cls(random_state=0, max_iter=epochs, n_iter_no_change=epochs + 1)
+        est.set_callbacks(timer)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X)
+        total = time.perf_counter() - start
+        rows[cls.__name__] = (total, timer.times)
+        phases = "  ".join(f"{k} {v:6.1f} s" for k, v in timer.times.items())
+        print(f"{cls.__name__:<28} fit {total:7.1f} s   {phases}", flush=True)
+    exact, sliced = rows["ScoreMatchingDensity"], rows["SlicedScoreMatchingDensity"]
+    print(
+        f"whole fit: exact / sliced = {exact[0] / sliced[0]:.1f}x;  training "
+        f"phase alone: {exact[1]['training'] / sliced[1]['training']:.1f}x"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=5000)
@@ -263,6 +322,7 @@ def main():
     repeats, inner = (3, 5) if args.quick else (7, 20)
     step_table(repeats, inner)
     torchebm_comparison(args.n_train, args.n_test, args.epochs, args.seed)
+    per_fit_table()
 
 
 if __name__ == "__main__":

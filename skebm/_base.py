@@ -21,7 +21,7 @@ from ._torch_utils import (
     EVAL_CHUNK_SIZE,
     as_tensor,
     draw_seed,
-    limit_torch_threads,
+    limit_threads,
     make_generator,
     numpy_dtype_for,
     resolve_device,
@@ -383,7 +383,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
-    @limit_torch_threads
+    @limit_threads
     def fit(self, X, y=None):
         """Fit the energy to the data.
 
@@ -724,7 +724,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
                 out[start : start + EVAL_CHUNK_SIZE] = to_numpy(-energy(xb))
         return out
 
-    @limit_torch_threads
+    @limit_threads
     def unnormalized_score_samples(self, X):
         """Unnormalized log-density ``-E(x)`` of each sample.
 
@@ -750,7 +750,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             values[outside] = -np.inf
         return values
 
-    @limit_torch_threads
+    @limit_threads
     def score_samples(self, X):
         """Log-density of each sample, normalized with ``log_partition_``.
 
@@ -783,7 +783,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         return float(np.mean(self.score_samples(X)))
 
     # -------------------------------------------------------------- sampling
-    @limit_torch_threads
+    @limit_threads
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted density.
 

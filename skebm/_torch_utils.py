@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 # Rows evaluated at once at score time: bounds memory for large X without a
 # Python loop per row.
@@ -119,26 +120,30 @@ def _torch_threads():
     return threads
 
 
-def limit_torch_threads(method):
-    """Run ``method`` with torch's intra-op threads limited, then restore them.
+def limit_threads(method):
+    """Run ``method`` with torch's intra-op threads and the BLAS and OpenMP
+    thread pools (threadpoolctl) limited, then restore them.
 
     skebm's networks are small: extra intra-op threads only synchronize, and
     where cores are shared OpenMP's spin-waiting made a default fit 3.4 times
     slower with torch's default of one thread per core (README quickstart on
-    a busy 2-core machine: 34.8 s against 10.3 s with one thread). One thread
-    a fit also keeps ``GridSearchCV(n_jobs=k)`` at ``k`` busy cores.
+    a busy 2-core machine: 34.8 s against 10.3 s with one thread); two BLAS
+    threads made one Gaussian mixture fit in 128 dimensions (the base
+    density) 17 times slower (26 s against 1.5 s). One thread a fit also
+    keeps ``GridSearchCV(n_jobs=k)`` at ``k`` busy cores.
     """
 
     @functools.wraps(method)
     def limited(*args, **kwargs):
-        previous = torch.get_num_threads()
         wanted = _torch_threads()
-        if wanted == previous:
-            return method(*args, **kwargs)
-        torch.set_num_threads(wanted)
-        try:
-            return method(*args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
+        previous = torch.get_num_threads()
+        with threadpool_limits(limits=wanted):
+            if wanted == previous:
+                return method(*args, **kwargs)
+            torch.set_num_threads(wanted)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                torch.set_num_threads(previous)
 
     return limited
