@@ -125,13 +125,24 @@ def test_mode_weights_are_recovered_where_score_matching_fails():
         density = np.exp(model.score_samples(grid))
         return density[grid[:, 0] < 0].sum() / density.sum()
 
-    # Short trainings keep the test quick: the weights are learned early.
+    # The methods on their own (base=None; a fitted base density carries the
+    # weights for either). Short trainings: the weights are learned early.
     ed = left_mass(
-        EnergyDiscrepancyDensity(noise_scale=1.0, max_iter=20, random_state=0)
+        EnergyDiscrepancyDensity(
+            base=None, noise_scale=1.0, max_iter=20, learning_rate_init=2e-3,
+            random_state=0,
+        )
     )
     assert abs(ed - 0.2) < 0.05, ed
-    sm = left_mass(ScoreMatchingDensity(max_iter=5, random_state=0))
+    sm = left_mass(
+        ScoreMatchingDensity(
+            base=None, max_iter=5, learning_rate_init=2e-3, random_state=0
+        )
+    )
     assert abs(sm - 0.2) > 0.1, sm
+    # With the default base, score matching gets them from the mixture.
+    sm_base = left_mass(ScoreMatchingDensity(max_iter=5, random_state=0))
+    assert abs(sm_base - 0.2) < 0.05, sm_base
 
 
 def test_same_seed_same_fit():
