@@ -307,6 +307,12 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
     # ----------------------------------------------------------------- log Z
     def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         if not isinstance(energy, BaseCorrectedEnergy):
+            if self.log_partition_method == "importance_sampling":
+                raise ValueError(
+                    "log_partition_method='importance_sampling' samples from the "
+                    "base density, and this model has none (base=None, or a "
+                    "quadratic or linear-in-parameters energy); use 'auto' or 'ais'."
+                )
             return super()._estimate_log_partition(
                 energy, summary, domain, seed=seed, device=device, dtype=dtype
             )

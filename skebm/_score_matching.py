@@ -200,11 +200,14 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         Share of the training data held out when ``early_stopping``.
     warm_start : bool, default=False
         Continue from the previous fit's energy instead of a fresh one.
-    log_partition_method : {"auto", "closed_form", "quadrature", "ais"}, default="auto"
-        How ``log_partition_`` is estimated; ``"auto"`` uses the closed form for
-        a quadratic energy without a domain, quadrature for
-        ``n_features <= 2``, AIS otherwise. On a domain, log Z integrates over
-        the domain only.
+    log_partition_method : {"auto", "closed_form", "quadrature", \
+            "importance_sampling", "ais"}, default="auto"
+        How ``log_partition_`` is estimated. ``"auto"``: the closed form for a
+        quadratic energy without a domain, quadrature for ``n_features <= 2``,
+        importance sampling from the base density when there is one (annealed
+        importance sampling from the base when its weights are unreliable),
+        annealed importance sampling otherwise. On a domain, log Z integrates
+        over the domain only.
     n_ais_chains : int, default=512
         Annealed importance sampling chains (standard error ~ 1/sqrt(chains)).
     n_ais_steps : int, default=300
@@ -589,11 +592,14 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
         Share of the training data held out when ``early_stopping``.
     warm_start : bool, default=False
         Continue from the previous fit's energy instead of a fresh one.
-    log_partition_method : {"auto", "closed_form", "quadrature", "ais"}, default="auto"
-        How ``log_partition_`` is estimated; ``"auto"`` uses the closed form for
-        a quadratic energy without a domain, quadrature for
-        ``n_features <= 2``, AIS otherwise. On a domain, log Z integrates over
-        the domain only.
+    log_partition_method : {"auto", "closed_form", "quadrature", \
+            "importance_sampling", "ais"}, default="auto"
+        How ``log_partition_`` is estimated. ``"auto"``: the closed form for a
+        quadratic energy without a domain, quadrature for ``n_features <= 2``,
+        importance sampling from the base density when there is one (annealed
+        importance sampling from the base when its weights are unreliable),
+        annealed importance sampling otherwise. On a domain, log Z integrates
+        over the domain only.
     n_ais_chains : int, default=512
         Annealed importance sampling chains (standard error ~ 1/sqrt(chains)).
     n_ais_steps : int, default=300
