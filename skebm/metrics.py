@@ -120,7 +120,8 @@ def validation_scorer(estimator, X=None, y=None):
     >>> from skebm import ScoreMatchingDensity
     >>> from skebm.metrics import validation_scorer
     >>> X = np.random.RandomState(0).normal(size=(1200, 2))
-    >>> est = ScoreMatchingDensity(max_iter=3, random_state=0).fit(X)
+    >>> est = ScoreMatchingDensity(base="gaussian", hidden_layer_sizes=(8,),
+    ...                            max_iter=3, random_state=0).fit(X)
     >>> validation_scorer(est) == est.validation_scores_[-1]
     True
     """
