@@ -77,11 +77,11 @@ def select_base(spec, X, folds, *, seed):
     """The unfitted mixture that ``base=spec`` stands for, chosen on ``folds``.
 
     For ``"gmm"``, each covariance type's number of components grows along a
-    grid while the held-out log-likelihood improves; of all candidates, the
-    one with the fewest parameters whose held-out log-likelihood is within
-    one standard error (paired over the held-out rows) of the best is chosen
-    (the one-standard-error rule: on three clusters it picks three components
-    where the best-scoring candidate had five).
+    grid while the held-out log-likelihood improves, and the candidate with
+    the best held-out log-likelihood is chosen. (The one-standard-error rule,
+    the fewest parameters within a standard error of the best, was tried: on
+    200 held-out rows of the rings toy density it chose 0.055 nats per sample
+    below a cross-validated mixture.)
 
     Parameters
     ----------
@@ -129,14 +129,8 @@ def select_base(spec, X, folds, *, seed):
             "candidate was singular). Remove constant or duplicated features, or "
             "use base=None."
         )
-    best_scores = max(candidates, key=lambda c: c[2].mean())[2]
-    within = []
-    for size, candidate, scores in candidates:
-        diff = best_scores - scores
-        stderr = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
-        if diff.mean() <= stderr:
-            within.append((size, candidate))
-    return min(within, key=lambda c: c[0])[1]
+    # The best held-out score; fewer parameters break ties.
+    return max(candidates, key=lambda c: (c[2].mean(), -c[0]))[1]
 
 
 def fit_base(mixture, X):
