@@ -10,6 +10,7 @@ import copy
 import functools
 import math
 import numbers
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,6 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _BaseEnergyDensity
+from ._bernoulli_mixture import fit_bernoulli_mixture
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
     draw_seed,
@@ -27,7 +29,8 @@ from ._torch_utils import (
     resolve_device,
     to_numpy,
 )
-from .energies import BoltzmannEnergy, IsingEnergy
+from .energies import BinaryMLPEnergy, BoltzmannEnergy, IsingEnergy
+from .exceptions import LogPartitionWarning
 from .objectives.pseudo_likelihood import pseudo_log_likelihood
 from .objectives.ratio_matching import (
     ggis_ratio_matching_loss,
@@ -38,7 +41,7 @@ from .partition import (
     log_partition_ais_binary,
     log_partition_enumerate,
 )
-from .samplers import gibbs
+from .samplers import anneal_binary, gibbs, importance_resample
 
 # log Z by enumeration up to this many features (2^20 states) under "auto".
 _MAX_AUTO_ENUMERATION = 20
@@ -46,6 +49,9 @@ _MAX_AUTO_ENUMERATION = 20
 _MAX_ENUMERATION = 30
 _ZERO_ONE = (0.0, 1.0)
 _SPINS = (-1.0, 1.0)
+# While the AIS estimate of log Z is unreliable (too few effective chains or
+# heavy-tailed weights), the chains double, up to this many times n_ais_chains.
+_AIS_GROWTH = 16
 
 # Parameters of the continuous base that mean nothing for binary data.
 _CONTINUOUS_ONLY = {
@@ -79,7 +85,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         "log_partition_method": [StrOptions({"auto", "exact", "ais"})],
         "n_sweeps": [Interval(Integral, 0, None, closed="left")],
         "scan": [StrOptions({"systematic", "random"})],
-        "sampling_init": [StrOptions({"noise", "data"})],
+        "sampling_init": [StrOptions({"annealed", "noise", "data"})],
         "n_sampling_chains": [None, Interval(Integral, 1, None, closed="left")],
     }
 
@@ -128,6 +134,11 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         X, values = self._to_internal(X)
         # Read (and removed) by _data_summary within the same fit.
         self._input_values = values
+        # Marginals of the bits with a Beta(1, 1) prior, for the base
+        # (read by _make_named_energy within the same fit).
+        lo, hi = self._values
+        ones = ((X - lo) / (hi - lo)).sum(0, dtype=np.float64)
+        self._marginals = (ones + 1.0) / (len(X) + 2.0)
         return X
 
     def _check_scale_for_training(self, X):
@@ -138,23 +149,68 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
     def _data_summary(self, X, rng):
         lo, hi = self._values
         n_init = min(1000, len(X))
+        bits = (X - lo) / (hi - lo)
+        weights, probabilities = fit_bernoulli_mixture(bits, rng)
         return {
-            "probabilities": ((X - lo) / (hi - lo)).mean(0).astype(np.float64),
+            "probabilities": bits.mean(0).astype(np.float64),
+            "mixture_weights": weights,
+            "mixture_probabilities": probabilities,
             "init_points": X[rng.choice(len(X), n_init, replace=False)],
             "input_values": self.__dict__.pop("_input_values"),
+            "marginals": self.__dict__.pop("_marginals"),
         }
 
     # ---------------------------------------------------------------- energy
+    def _base_logits(self):
+        """Log-odds of the base (independent Bernoulli marginals of the
+        training data), or None without a base."""
+        p = self._marginals
+        if getattr(self, "base", None) is None:
+            return None
+        return torch.as_tensor(np.log(p) - np.log1p(-p), dtype=torch.float32)
+
     def _make_named_energy(self, name, n_features, generator):
+        logits = self._base_logits()
+        self._built_base = None if logits is None else self._marginals
         if name == "boltzmann":
             cls = IsingEnergy if self._values == _SPINS else BoltzmannEnergy
-            return cls(n_features)
-        return super()._make_named_energy(name, n_features, generator)
+            energy = cls(n_features)
+            if logits is not None:
+                # The base as the initial fields: the untrained machine is the
+                # independent model.
+                with torch.no_grad():
+                    energy.bias.copy_(logits * (1.0 if cls is BoltzmannEnergy
+                                                else 0.5))
+            return energy
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = (sizes,)
+        sizes = tuple(int(h) for h in sizes)
+        if not sizes or min(sizes) < 1:
+            raise ValueError(
+                "hidden_layer_sizes must be a non-empty sequence of positive "
+                f"integers, got {self.hidden_layer_sizes}."
+            )
+        return BinaryMLPEnergy(
+            n_features,
+            sizes,
+            self.activation,
+            base_logits=logits,
+            zero_output=logits is not None,
+            values=self._values,
+            generator=generator,
+        )
 
     # ----------------------------------------------------------------- log Z
+    def _mixture(self, summary, device, dtype):
+        return (
+            torch.as_tensor(summary["mixture_probabilities"], device=device,
+                            dtype=dtype),
+            torch.as_tensor(summary["mixture_weights"], device=device, dtype=dtype),
+        )
+
     def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
-        probabilities = summary["probabilities"]
-        d = probabilities.shape[0]
+        d = summary["probabilities"].shape[0]
         method = self.log_partition_method
         if method == "auto":
             method = "exact" if d <= _MAX_AUTO_ENUMERATION else "ais"
@@ -169,16 +225,58 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 energy64, d, values=self._values, device=device
             )
             return PartitionEstimate(*estimate), method
+        probabilities, weights = self._mixture(summary, device, torch.float64)
         estimate = log_partition_ais_binary(
             energy64,
-            torch.as_tensor(probabilities, device=device, dtype=torch.float64),
+            probabilities,
+            mixture_weights=weights,
             values=self._values,
             n_chains=self.n_ais_chains,
             n_steps=self.n_ais_steps,
+            max_chains=_AIS_GROWTH * self.n_ais_chains,
             scan=self.scan,
             generator=make_generator(seed, device),
         )
-        return estimate, method
+        return self._check_against_states(energy64, summary, estimate, device), method
+
+    def _check_against_states(self, energy, summary, estimate, device):
+        """Hold the estimate against an exact lower bound of log Z.
+
+        ``Z`` is at least the sum of ``exp(-E)`` over any set of distinct
+        states: here the distinct training points kept for sampling. An
+        estimate more than three standard errors below that bound has missed
+        mass the data shows (a mode no chain reached); it is replaced by the
+        bound, its error widened to the gap, and a LogPartitionWarning says so.
+        """
+        states = torch.as_tensor(
+            np.unique(summary["init_points"], axis=0), device=device,
+            dtype=torch.float64,
+        )
+        with torch.no_grad():
+            bound = float(torch.logsumexp(-energy(states), 0))
+        log_z, stderr = estimate
+        if bound <= log_z + 3 * stderr:
+            return estimate
+        warnings.warn(
+            LogPartitionWarning(
+                f"{type(self).__name__}: annealed importance sampling estimated "
+                f"log Z = {log_z:.4g} +/- {stderr:.2g}, below the exact lower "
+                f"bound {bound:.4g} given by {len(states)} distinct training "
+                "points: the chains missed mass the data shows. log_partition_ "
+                "is set to the bound, which still underestimates log Z. Increase "
+                "n_ais_steps and n_ais_chains.",
+                ess=estimate.ess,
+                pareto_k=estimate.pareto_k,
+            ),
+            stacklevel=5,
+        )
+        return PartitionEstimate(
+            bound,
+            max(stderr, bound - log_z),
+            ess=estimate.ess,
+            pareto_k=estimate.pareto_k,
+            n_draws=estimate.n_draws,
+        )
 
     # ------------------------------------------------------------- scoring
     def pseudo_log_likelihood(self, X):
@@ -220,12 +318,31 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
     def sample(self, n_samples=1, random_state=None):
         """Draw samples by Gibbs sampling, in the encoding of the training data.
 
-        With ``n_sampling_chains=None`` each sample is the end of its own
-        chain, run ``n_sweeps`` sweeps from ``sampling_init`` (uniform noise or
-        training points): few sweeps give short-run samples, many approach
-        equilibrium. With ``n_sampling_chains=k``, ``k`` persistent chains are
-        burned in for ``n_sweeps`` sweeps and then read after every further
-        sweep until ``n_samples`` states are collected.
+        Where the chains start decides what they draw from:
+
+        - ``sampling_init="annealed"`` (the default): from the model.
+          Annealed importance sampling chains (``max(n_samples,
+          n_ais_chains)`` of them, ``n_ais_steps`` temperatures, from the
+          mixture of independent Bernoullis fitted to the training data; see
+          :func:`~skebm.samplers.anneal_binary`) are resampled in proportion
+          to their importance weights, and each resampled state is run
+          ``n_sweeps`` further Gibbs sweeps. The mass of each mode is the
+          model's, whatever the data's (up to the resampling noise of the
+          effective sample size).
+        - ``"noise"``: short-run chains from uniform random states, run
+          ``n_sweeps`` sweeps. They draw from the model only once they have
+          mixed, which for a multimodal model may take far longer than any
+          practical ``n_sweeps``: the mode masses are then those of where
+          the chains fell, not the model's.
+        - ``"data"``: short-run chains from training points. Few sweeps
+          reproduce the data (whatever the model); many approach the model
+          within each mode, keeping the data's mode masses.
+
+        With ``n_sampling_chains=k``, ``k`` persistent chains are started
+        this way, run ``n_sweeps`` sweeps, and then read after every further
+        sweep until ``n_samples`` states are collected: consecutive samples
+        are correlated, and the mode masses are those of the ``k`` starts
+        unless the chains cross between modes.
 
         Parameters
         ----------
@@ -254,7 +371,20 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         if self.n_sampling_chains is not None:
             n_chains = min(self.n_sampling_chains, n_samples)
         lo, hi = self._values
-        if self.sampling_init == "data":
+        if self.sampling_init == "annealed":
+            probabilities, weights = self._mixture(summary, device, dtype)
+            x, log_w = anneal_binary(
+                energy,
+                probabilities,
+                mixture_weights=weights,
+                n_chains=max(n_chains, self.n_ais_chains),
+                n_steps=self.n_ais_steps,
+                values=self._values,
+                scan=self.scan,
+                generator=generator,
+            )
+            x = x[importance_resample(log_w, n_chains, generator=generator)]
+        elif self.sampling_init == "data":
             init = summary["init_points"]
             x = torch.as_tensor(
                 init[rng.randint(len(init), size=n_chains)], device=device, dtype=dtype
@@ -353,23 +483,38 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         Continue from the previous fit's energy instead of a fresh one.
     log_partition_method : {"auto", "exact", "ais"}, default="auto"
         ``"exact"`` enumerates the ``2^d`` states (chunked; up to 30
-        features), ``"ais"`` anneals from independent Bernoullis fitted to
-        the data with one Gibbs sweep per temperature; ``"auto"`` enumerates
-        up to 20 features.
+        features); ``"ais"`` is annealed importance sampling from a mixture
+        of independent Bernoullis fitted to the training data (components
+        chosen by BIC, so that chains start in every mode the data has), one
+        Gibbs sweep per temperature; ``"auto"`` enumerates up to 20 features.
+        The AIS chains double while the estimate is unreliable (fewer than
+        100 effective chains or heavy-tailed weights), up to 16 times
+        ``n_ais_chains``; past that a
+        :class:`~skebm.exceptions.LogPartitionWarning` says so. An estimate
+        below the exact lower bound given by the distinct training points is
+        replaced by that bound, with a warning.
     n_ais_chains : int, default=256
-        Annealed importance sampling chains.
+        Annealed importance sampling chains (of the first batch); also the
+        fewest chains :meth:`sample` anneals.
     n_ais_steps : int, default=200
-        Annealing temperatures (one Gibbs sweep each).
+        Annealing temperatures (one Gibbs sweep each), for log Z and for
+        :meth:`sample`.
     n_sweeps : int, default=100
-        Gibbs sweeps run by :meth:`sample` (burn-in for persistent chains).
+        Gibbs sweeps run by :meth:`sample` from where its chains start (the
+        burn-in of persistent chains).
     scan : {"systematic", "random"}, default="systematic"
         Gibbs site order: in turn, or a random site per update.
-    sampling_init : {"noise", "data"}, default="noise"
-        Start :meth:`sample`'s chains at uniform random states or at training
-        points.
+    sampling_init : {"annealed", "noise", "data"}, default="annealed"
+        Where :meth:`sample`'s chains start, which decides what they draw
+        from: ``"annealed"``, annealed importance samples resampled by their
+        weights (draws from the model, mode masses included); ``"noise"``,
+        uniform random states (short-run chains: the model only once mixed);
+        ``"data"``, training points (short-run chains that keep the data's
+        mode masses).
     n_sampling_chains : int or None, default=None
-        None: one short-run chain per sample. An int: that many persistent
-        chains, read after every sweep once burned in.
+        None: one chain per sample. An int: that many persistent chains,
+        started as ``sampling_init`` says, run ``n_sweeps`` sweeps, then read
+        after every further sweep.
     device : str, default="cpu"
         Torch device for fitting and scoring; the fitted model lives on the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -456,6 +601,7 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         "method": [StrOptions({"exact", "ggis"})],
         "n_flip_samples": [Interval(Integral, 1, None, closed="left")],
         "form": [StrOptions({"sigmoid", "exponential"})],
+        "base": [StrOptions({"bernoulli"}), None],
     }
 
     def __init__(
@@ -465,6 +611,7 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         method="exact",
         n_flip_samples=8,
         form="sigmoid",
+        base="bernoulli",
         binarize=0.0,
         hidden_layer_sizes=(128,),
         activation="softplus",
@@ -482,7 +629,7 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         n_ais_steps=200,
         n_sweeps=100,
         scan="systematic",
-        sampling_init="noise",
+        sampling_init="annealed",
         n_sampling_chains=None,
         device="cpu",
         random_state=None,
@@ -492,6 +639,7 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         self.method = method
         self.n_flip_samples = n_flip_samples
         self.form = form
+        self.base = base
         self.binarize = binarize
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -514,6 +662,15 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+
+    def _fit(self, X):
+        super()._fit(X)
+        built = self.__dict__.pop("_built_base", False)
+        if built is not False:
+            self.base_ = built
+        elif not hasattr(self, "base_"):
+            self.base_ = None
+        return self
 
     def _objective(self):
         if self.method == "ggis":

@@ -735,25 +735,39 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         Start the solver at the previous fit's parameters (e.g. along a path
         of decreasing ``alpha``) instead of at zero.
     log_partition_method : {"auto", "exact", "ais"}, default="auto"
-        ``"exact"`` enumerates the ``2^d`` states (up to 30 features),
-        ``"ais"`` anneals from independent spins fitted to the data with one
+        ``"exact"`` enumerates the ``2^d`` states (chunked; up to 30
+        features); ``"ais"`` is annealed importance sampling from a mixture
+        of independent Bernoullis fitted to the training data (components
+        chosen by BIC, so that chains start in every mode the data has), one
         Gibbs sweep per temperature; ``"auto"`` enumerates up to 20 features.
+        The AIS chains double while the estimate is unreliable (fewer than
+        100 effective chains or heavy-tailed weights), up to 16 times
+        ``n_ais_chains``; past that a
+        :class:`~skebm.exceptions.LogPartitionWarning` says so. An estimate
+        below the exact lower bound given by the distinct training points is
+        replaced by that bound, with a warning.
     n_ais_chains : int, default=256
-        Annealed importance sampling chains.
+        Annealed importance sampling chains (of the first batch); also the
+        fewest chains :meth:`sample` anneals.
     n_ais_steps : int, default=200
-        Annealing temperatures (one Gibbs sweep each).
+        Annealing temperatures (one Gibbs sweep each), for log Z and for
+        :meth:`sample`.
     n_sweeps : int, default=100
-        Gibbs (Glauber) sweeps run by :meth:`sample`: the length of each
-        short-run chain, or the burn-in of the persistent chains.
+        Gibbs sweeps run by :meth:`sample` from where its chains start (the
+        burn-in of persistent chains).
     scan : {"systematic", "random"}, default="systematic"
         Gibbs site order: in turn, or a random site per update.
-    sampling_init : {"noise", "data"}, default="noise"
-        Start :meth:`sample`'s chains at uniform random spins or at training
-        points.
+    sampling_init : {"annealed", "noise", "data"}, default="annealed"
+        Where :meth:`sample`'s chains start, which decides what they draw
+        from: ``"annealed"``, annealed importance samples resampled by their
+        weights (draws from the model, mode masses included); ``"noise"``,
+        uniform random states (short-run chains: the model only once mixed);
+        ``"data"``, training points (short-run chains that keep the data's
+        mode masses).
     n_sampling_chains : int or None, default=None
-        None: one short-run chain per sample, each run ``n_sweeps`` sweeps from
-        ``sampling_init``. An int: that many persistent chains, burned in for
-        ``n_sweeps`` sweeps and then read after every further sweep.
+        None: one chain per sample. An int: that many persistent chains,
+        started as ``sampling_init`` says, run ``n_sweeps`` sweeps, then read
+        after every further sweep.
     device : str, default="cpu"
         Torch device for fitting and scoring; the fitted model lives on the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -886,7 +900,7 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         n_ais_steps=200,
         n_sweeps=100,
         scan="systematic",
-        sampling_init="noise",
+        sampling_init="annealed",
         n_sampling_chains=None,
         device="cpu",
         random_state=None,

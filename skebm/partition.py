@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .samplers import gibbs
+from .samplers import anneal_binary
 
 __all__ = [
     "PartitionEstimate",
@@ -756,79 +756,55 @@ def log_partition_enumerate(
     return float(torch.logsumexp(torch.stack(parts), 0)), 0.0
 
 
-class _TemperedBinary:
-    """``β E(x) + (1 - β) E_0(x)`` with ``E_0`` independent Bernoullis."""
-
-    def __init__(self, energy, logits, values, beta):
-        self.energy, self.logits, self.beta = energy, logits, beta
-        self.lo, self.hi = values
-        if hasattr(energy, "flip_difference_at"):
-            self.flip_difference_at = self._flip_difference_at
-        if hasattr(energy, "independent_site_sets") and hasattr(
-            energy, "flip_differences_on"
-        ):
-            # The base is independent: the tempered energy has the couplings
-            # of ``energy``, whose colouring is computed once for all betas.
-            self._sets = energy.independent_site_sets()
-            self.independent_site_sets = lambda: self._sets
-            self.flip_differences_on = self._flip_differences_on
-
-    def base(self, x):
-        return -((x - self.lo) / (self.hi - self.lo)) @ self.logits
-
-    def __call__(self, x):
-        return self.beta * self.energy(x) + (1 - self.beta) * self.base(x)
-
-    def _flip_differences_on(self, x, sites):
-        bit = (x[:, sites] - self.lo) / (self.hi - self.lo)
-        base = -self.logits[sites] * (1 - 2 * bit)
-        return (
-            self.beta * self.energy.flip_differences_on(x, sites)
-            + (1 - self.beta) * base
-        )
-
-    def _flip_difference_at(self, x, index):
-        bit = (x.gather(1, index[:, None]).squeeze(1) - self.lo) / (self.hi - self.lo)
-        base = -self.logits[index] * (1 - 2 * bit)
-        return (
-            self.beta * self.energy.flip_difference_at(x, index)
-            + (1 - self.beta) * base
-        )
-
-
 @torch.no_grad()
 def log_partition_ais_binary(
     energy,
     probabilities,
     *,
+    mixture_weights=None,
     values=(0.0, 1.0),
     n_chains=256,
     n_steps=200,
+    max_chains=None,
     scan="systematic",
     generator=None,
 ):
     """log Z of a binary energy by annealed importance sampling (Neal, 2001).
 
-    Anneals from independent Bernoullis with the given ``probabilities`` of
-    the value ``values[1]`` (fitted to the data by the caller; exact draws,
-    known normalizer) to ``exp(-E)`` along the geometric path, with a
-    sigmoidal schedule of ``n_steps`` temperatures and one Gibbs sweep per
-    temperature.
+    Anneals from a mixture of products of independent Bernoullis (fitted to
+    the data by the caller: exact draws, known normalizer) to ``exp(-E)``,
+    with a sigmoidal schedule of ``n_steps`` temperatures and one Gibbs sweep
+    per temperature (:func:`skebm.samplers.anneal_binary`). A mixture with a
+    component in each mode of the model starts chains in every mode, so none
+    has to cross a barrier; a single product of the data's marginals is the
+    case ``K = 1``.
+
+    The error is that of :func:`importance_estimate` (the larger of the
+    delta method and the spread over batches of chains, with the effective
+    sample size and the Pareto tail index). While the estimate is not
+    reliable, the number of chains doubles, up to ``max_chains``
+    (:func:`grow_importance_estimate`); the estimate says whether it ended
+    reliable.
 
     Parameters
     ----------
     energy : callable
-        ``(n, d) -> (n,)``; pairwise energies with ``flip_difference_at`` get
-        cheap Gibbs updates.
-    probabilities : Tensor of shape (d,)
-        Probability of ``values[1]`` for each unit in the base distribution
-        (clipped to ``[1e-3, 1 - 1e-3]``); its dtype and device are used.
+        ``(n, d) -> (n,)``; pairwise energies and
+        :class:`~skebm.energies.BinaryMLPEnergy` get cheap Gibbs updates.
+    probabilities : Tensor of shape (d,) or (K, d)
+        Probability of ``values[1]`` for each unit, per component (clipped to
+        ``[1e-3, 1 - 1e-3]``); its dtype and device are used.
+    mixture_weights : Tensor of shape (K,) or None, default=None
+        Component weights; None for one component.
     values : tuple of two floats, default=(0.0, 1.0)
         The two values a unit takes.
     n_chains : int, default=256
-        Independent annealing runs (importance weights).
+        Annealing chains of the first batch.
     n_steps : int, default=200
         Intermediate temperatures, one Gibbs sweep each.
+    max_chains : int or None, default=None
+        Most chains pooled while the estimate is unreliable; None is
+        ``n_chains`` (no growth).
     scan : {"systematic", "random"}, default="systematic"
         Gibbs site order (see :func:`skebm.samplers.gibbs`).
     generator : torch.Generator or None, default=None
@@ -836,10 +812,9 @@ def log_partition_ais_binary(
 
     Returns
     -------
-    log_z : float
-        The estimate of log Z.
-    stderr : float
-        Its delta-method standard error over the ``n_chains`` weights.
+    PartitionEstimate
+        ``(log_z, stderr)`` with the effective sample size, the Pareto tail
+        index and the number of chains.
 
     Examples
     --------
@@ -857,25 +832,19 @@ def log_partition_ais_binary(
     >>> abs(ais - exact) < 3 * stderr
     True
     """
-    dtype, device = probabilities.dtype, probabilities.device
-    lo, hi = values
-    p = probabilities.clamp(1e-3, 1 - 1e-3)
-    logits = torch.log(p) - torch.log1p(-p)
-    log_z0 = float(torch.nn.functional.softplus(logits).sum())
-    bits = (
-        torch.rand(
-            n_chains, p.shape[0], generator=generator, dtype=dtype, device=device
+
+    def draw(n):
+        _, log_w = anneal_binary(
+            energy,
+            probabilities,
+            mixture_weights=mixture_weights,
+            n_chains=n,
+            n_steps=n_steps,
+            values=values,
+            scan=scan,
+            generator=generator,
         )
-        < p
-    )
-    x = lo + (hi - lo) * bits.to(dtype)
-    t = torch.linspace(-5.0, 5.0, n_steps + 1, dtype=torch.float64)
-    sig = torch.sigmoid(t)
-    betas = ((sig - sig[0]) / (sig[-1] - sig[0])).tolist()
-    log_w = torch.zeros(n_chains, dtype=dtype, device=device)
-    path = _TemperedBinary(energy, logits, values, 0.0)
-    for k in range(1, n_steps + 1):
-        log_w = log_w + (betas[k] - betas[k - 1]) * (path.base(x) - energy(x))
-        path.beta = betas[k]
-        x = gibbs(path, x, n_sweeps=1, values=values, scan=scan, generator=generator)
-    return importance_estimate(log_w, log_offset=log_z0)
+        return log_w
+
+    limit = n_chains if max_chains is None else max(n_chains, max_chains)
+    return grow_importance_estimate(draw, n_chains, max_draws=limit)

@@ -5,7 +5,13 @@ import math
 
 import torch
 
-__all__ = ["gibbs", "mala", "sample_gaussian"]
+__all__ = [
+    "anneal_binary",
+    "gibbs",
+    "importance_resample",
+    "mala",
+    "sample_gaussian",
+]
 
 
 def sample_gaussian(mean, covariance, n_samples, *, generator=None):
@@ -151,6 +157,232 @@ def mala(
     return x, step_size, acceptance
 
 
+# ---------------------------------------------------------------- binary
+# Single-site updates of binary chains. Each class tracks what makes an
+# energy change cheap to compute (the local fields of a pairwise model, the
+# first pre-activation of a BinaryMLPEnergy, the current energy of any other
+# callable), so that a Gibbs sweep never evaluates the full energy d times
+# for the structured energies, and the energy of the current state is known
+# without an extra evaluation (AIS needs it once per temperature).
+
+
+class _SiteUpdates:
+    """Chains ``x`` (modified in place) with cheap one-site energy changes."""
+
+    def __init__(self, energy, x, values):
+        self.energy_fn = energy
+        self.x = x
+        self.lo, self.hi = values
+        self.rows = torch.arange(x.shape[0], device=x.device)
+
+    def step(self, sites):
+        """Change of the value when ``sites`` flip, ``(n, k)``."""
+        return (self.lo + self.hi) - 2 * self.x[:, sites]
+
+    def step_at(self, index):
+        return (self.lo + self.hi) - 2 * self.x[self.rows, index]
+
+    @property
+    def sets(self):
+        """Sites updated together in a systematic sweep (no interaction)."""
+        return [torch.tensor([j], device=self.x.device) for j in range(self.x.shape[1])]
+
+    def refresh(self):
+        """Recompute cached quantities from ``x`` (bounds rounding drift)."""
+
+
+class _GenericUpdates(_SiteUpdates):
+    """Any callable: one evaluation per update, the current energy tracked."""
+
+    def __init__(self, energy, x, values):
+        super().__init__(energy, x, values)
+        self.e = energy(x)
+
+    def delta_sites(self, sites):
+        (j,) = sites.tolist()
+        flipped = self.x.clone()
+        flipped[:, j] += self.step(sites)[:, 0]
+        self._pending = self.energy_fn(flipped)
+        return (self._pending - self.e)[:, None]
+
+    def flip_sites(self, sites, flip):
+        self.x[:, sites] += torch.where(flip, self.step(sites), 0.0)
+        self.e = torch.where(flip[:, 0], self._pending, self.e)
+
+    def delta_at(self, index):
+        flipped = self.x.clone()
+        flipped[self.rows, index] += self.step_at(index)
+        self._pending = self.energy_fn(flipped)
+        return self._pending - self.e
+
+    def flip_at(self, index, flip):
+        self.x[self.rows, index] += torch.where(flip, self.step_at(index), 0.0)
+        self.e = torch.where(flip, self._pending, self.e)
+
+    def energy(self):
+        return self.e
+
+
+class _DuckUpdates(_SiteUpdates):
+    """User energies with ``flip_difference_at`` (and optionally
+    ``independent_site_sets`` / ``flip_differences_on``)."""
+
+    @property
+    def sets(self):
+        energy = self.energy_fn
+        if hasattr(energy, "independent_site_sets") and hasattr(
+            energy, "flip_differences_on"
+        ):
+            return energy.independent_site_sets()
+        return super().sets
+
+    def delta_sites(self, sites):
+        if hasattr(self.energy_fn, "flip_differences_on"):
+            return self.energy_fn.flip_differences_on(self.x, sites)
+        index = sites.expand(self.x.shape[0])
+        return self.energy_fn.flip_difference_at(self.x, index)[:, None]
+
+    def flip_sites(self, sites, flip):
+        self.x[:, sites] += torch.where(flip, self.step(sites), 0.0)
+
+    def delta_at(self, index):
+        return self.energy_fn.flip_difference_at(self.x, index)
+
+    def flip_at(self, index, flip):
+        self.x[self.rows, index] += torch.where(flip, self.step_at(index), 0.0)
+
+    def energy(self):
+        return self.energy_fn(self.x)
+
+
+class _PairwiseUpdates(_SiteUpdates):
+    """Boltzmann machines and Ising models: the local fields ``b + W x`` are
+    kept, so a flip's energy change is one product and a flip updates the
+    fields by a row of ``W``; sites of one colour class update together."""
+
+    def __init__(self, energy, x, values):
+        super().__init__(energy, x, values)
+        self.w = energy.coupling_matrix()
+        self.b = energy.bias
+        self._sets = energy.independent_site_sets()
+        self.refresh()
+
+    def refresh(self):
+        self.field = self.b + self.x @ self.w
+
+    @property
+    def sets(self):
+        return self._sets
+
+    def delta_sites(self, sites):
+        return -self.step(sites) * self.field[:, sites]
+
+    def flip_sites(self, sites, flip):
+        change = torch.where(flip, self.step(sites), 0.0)
+        self.x[:, sites] += change
+        self.field += change @ self.w[sites]
+
+    def delta_at(self, index):
+        return -self.step_at(index) * self.field[self.rows, index]
+
+    def flip_at(self, index, flip):
+        change = torch.where(flip, self.step_at(index), 0.0)
+        self.x[self.rows, index] += change
+        self.field += change[:, None] * self.w[index]
+
+    def energy(self):
+        return -(self.x @ self.b) - 0.5 * (self.x * (self.field - self.b)).sum(1)
+
+
+class _MLPUpdates(_SiteUpdates):
+    """:class:`~skebm.energies.BinaryMLPEnergy`: the first pre-activation is
+    kept, a flip moves it by a column of ``W_1`` and costs the head on one
+    row of pre-activations (not a full evaluation)."""
+
+    def __init__(self, energy, x, values):
+        super().__init__(energy, x, values)
+        self.w_t = energy.layers[0].weight.T
+        self.field = energy.field()
+        self.refresh()
+
+    def refresh(self):
+        self.a = self.energy_fn.first_layer(self.x)
+        self.g = self.energy_fn.head(self.a)
+
+    def _delta(self, step, w_t, field):
+        moved = torch.addcmul(self.a, step[:, None], w_t)
+        g = self.energy_fn.head(moved)
+        self._pending = (moved, g)
+        return g - self.g - field * step / (self.hi - self.lo)
+
+    def delta_sites(self, sites):
+        (j,) = sites.tolist()
+        return self._delta(self.step(sites)[:, 0], self.w_t[j], self.field[j])[:, None]
+
+    def _apply(self, flip, step):
+        moved, g = self._pending
+        self.a = torch.where(flip[:, None], moved, self.a)
+        self.g = torch.where(flip, g, self.g)
+        return torch.where(flip, step, 0.0)
+
+    def flip_sites(self, sites, flip):
+        self.x[:, sites] += self._apply(flip[:, 0], self.step(sites)[:, 0])[:, None]
+
+    def delta_at(self, index):
+        return self._delta(self.step_at(index), self.w_t[index], self.field[index])
+
+    def flip_at(self, index, flip):
+        self.x[self.rows, index] += self._apply(flip, self.step_at(index))
+
+    def energy(self):
+        bits = (self.x - self.lo) / (self.hi - self.lo)
+        return self.g - bits @ self.field
+
+
+def _site_updates(energy, x, values):
+    """The cheapest single-site machinery ``energy`` supports."""
+    from .energies import BinaryMLPEnergy, BoltzmannEnergy
+
+    if isinstance(energy, BoltzmannEnergy) and tuple(energy.values) == tuple(
+        values
+    ):
+        return _PairwiseUpdates(energy, x, values)
+    if isinstance(energy, BinaryMLPEnergy) and tuple(energy.values) == tuple(values):
+        return _MLPUpdates(energy, x, values)
+    if hasattr(energy, "flip_difference_at"):
+        return _DuckUpdates(energy, x, values)
+    return _GenericUpdates(energy, x, values)
+
+
+def _sweep(updates, *, scan, generator, beta=1.0, base_logits=None):
+    """One Gibbs sweep of ``β E + (1 - β) E_0``, ``E_0(x) = -ℓᵀ bits(x)``
+    with per-chain log-odds ``base_logits`` (n, d) (ignored at ``β = 1``)."""
+    x = updates.x
+    n, d = x.shape
+    tempered = beta != 1.0 and base_logits is not None
+    width = updates.hi - updates.lo
+    updates.refresh()
+    if scan == "random":
+        sites = torch.randint(d, (d, n), generator=generator, device=x.device)
+        u = torch.rand(d, n, generator=generator, dtype=x.dtype, device=x.device)
+        rows = updates.rows
+        for k in range(d):
+            index = sites[k]
+            delta = updates.delta_at(index)
+            if tempered:
+                base = -base_logits[rows, index] * updates.step_at(index) / width
+                delta = beta * delta + (1 - beta) * base
+            updates.flip_at(index, u[k] < torch.sigmoid(-delta))
+        return
+    u = torch.rand(n, d, generator=generator, dtype=x.dtype, device=x.device)
+    for sites in updates.sets:
+        delta = updates.delta_sites(sites)
+        if tempered:
+            base = -base_logits[:, sites] * updates.step(sites) / width
+            delta = beta * delta + (1 - beta) * base
+        updates.flip_sites(sites, u[:, sites] < torch.sigmoid(-delta))
+
+
 @torch.no_grad()
 def gibbs(
     energy, x0, *, n_sweeps, values=(0.0, 1.0), scan="systematic", generator=None
@@ -164,24 +396,27 @@ def gibbs(
     ``σ(E(x) - E(flip_j x))``. All chains update together; the updates within
     a sweep are sequential, as Gibbs sampling is.
 
-    Energies with ``flip_difference_at(x, index)`` (pairwise models) give the
-    energy change directly; any other energy is evaluated once per update on
-    the batch of flipped chains. Energies that also have
-    ``independent_site_sets()`` and ``flip_differences_on(x, sites)``
-    (pairwise models: the colour classes of their interaction graph) are
-    swept, with ``"systematic"`` scan, one set at a time: the sites of a set
-    do not interact, so updating them together from their exact
-    conditionals is the same Gibbs sampler as updating them in turn, with
-    as many vectorized updates per sweep as there are sets (two for a
-    lattice) instead of ``d``.
+    What an update costs depends on the energy. Pairwise models
+    (:class:`~skebm.energies.BoltzmannEnergy`, :class:`~skebm.energies.IsingEnergy`)
+    keep their local fields, so an update is a product and a row of the
+    couplings; with ``"systematic"`` scan they are swept one colour class of
+    their interaction graph at a time (the sites of a class do not interact,
+    so updating them together from their exact conditionals is the same
+    Gibbs sampler, with as many vectorized updates per sweep as there are
+    classes: two for a lattice). :class:`~skebm.energies.BinaryMLPEnergy`
+    keeps its first pre-activation, so an update costs the network above it
+    on one row, and a sweep about as much as one evaluation of the energy on
+    the chains. User energies with ``flip_difference_at(x, index)`` (and
+    optionally ``independent_site_sets()`` with ``flip_differences_on(x,
+    sites)``) use those; any other callable is evaluated once per update on
+    the flipped chains.
 
     Parameters
     ----------
     energy : callable
         ``(n, d) -> (n,)``.
     x0 : Tensor of shape (n_chains, d)
-        Initial states (not modified): training points for persistent or
-        data-started chains, noise for short-run chains from noise.
+        Initial states (not modified).
     n_sweeps : int
         Sweeps of ``d`` single-site updates.
     values : tuple of two floats, default=(0.0, 1.0)
@@ -209,52 +444,168 @@ def gibbs(
     """
     if scan not in ("systematic", "random"):
         raise ValueError(f"scan must be 'systematic' or 'random', got {scan!r}.")
-    x = x0.detach().clone()
-    n, d = x.shape
+    updates = _site_updates(energy, x0.detach().clone(), values)
+    for _ in range(n_sweeps):
+        _sweep(updates, scan=scan, generator=generator)
+    return updates.x
+
+
+def _annealing_schedule(n_steps):
+    """``n_steps + 1`` inverse temperatures from 0 to 1, sigmoidal."""
+    t = torch.linspace(-5.0, 5.0, n_steps + 1, dtype=torch.float64)
+    sig = torch.sigmoid(t)
+    return ((sig - sig[0]) / (sig[-1] - sig[0])).tolist()
+
+
+@torch.no_grad()
+def anneal_binary(
+    energy,
+    probabilities,
+    *,
+    mixture_weights=None,
+    n_chains=256,
+    n_steps=200,
+    values=(0.0, 1.0),
+    scan="systematic",
+    generator=None,
+):
+    """Annealed importance sampling chains from a mixture of independent bits.
+
+    The base ``q`` is a mixture of ``K`` products of Bernoullis (weights
+    ``mixture_weights``, component ``k`` giving each unit the value
+    ``values[1]`` with probability ``probabilities[k, j]``), drawn exactly.
+    A mixture fitted to the data puts chains in every mode the data has, in
+    about the right proportions, so no chain has to cross between modes: a
+    product of Bernoullis (``K = 1``) with the data's marginals sits in
+    between the modes of a strongly coupled model, and along the path from
+    it the smaller mode only appears where it is already cut off from the
+    chains by an energy barrier.
+
+    The chains live on pairs ``(x, z)`` of a state and a component, and
+    anneal along ``π_β(x, z) ∝ (w_z q_z(x))^{1-β} exp(-β E(x))`` with a
+    sigmoidal schedule of ``n_steps`` temperatures: at ``β = 0`` this is the
+    base, at ``β = 1`` the model (``z`` uniform and independent of ``x``).
+    Each temperature draws ``z`` from its exact conditional and runs one Gibbs
+    sweep on ``x`` given ``z`` (a product base keeps the target pairwise, so
+    pairwise energies sweep by colour classes; see :func:`gibbs`). Each
+    chain's energy is evaluated once per temperature.
+
+    Parameters
+    ----------
+    energy : callable
+        ``(n, d) -> (n,)``.
+    probabilities : Tensor of shape (d,) or (K, d)
+        Probability of ``values[1]`` per unit, for each component (clipped to
+        ``[1e-3, 1 - 1e-3]``); its dtype and device are used.
+    mixture_weights : Tensor of shape (K,) or None, default=None
+        Component weights (normalized here); None for one component.
+    n_chains : int, default=256
+        Independent chains.
+    n_steps : int, default=200
+        Temperatures, one Gibbs sweep each.
+    values : tuple of two floats, default=(0.0, 1.0)
+        The two values a unit takes.
+    scan : {"systematic", "random"}, default="systematic"
+        Gibbs site order.
+    generator : torch.Generator or None, default=None
+        Source of randomness.
+
+    Returns
+    -------
+    x : Tensor of shape (n_chains, d)
+        The final states, after a last sweep at ``β = 1``.
+    log_w : Tensor of shape (n_chains,)
+        Log importance weights: ``exp(log_w)`` has mean ``Z`` over the
+        chains, and the states weighted by ``exp(log_w)`` are a weighted
+        sample of the model.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from skebm.samplers import anneal_binary
+    >>> def energy(x):
+    ...     return -x.sum(1)  # independent bits: Z = (1 + e)^4
+    >>> x, log_w = anneal_binary(energy, torch.full((4,), 0.5, dtype=torch.float64),
+    ...                          n_chains=100, n_steps=20,
+    ...                          generator=torch.Generator().manual_seed(0))
+    >>> log_z = float(torch.logsumexp(log_w, 0)) - math.log(100)
+    >>> abs(log_z - 4 * math.log1p(math.e)) < 0.05
+    True
+    """
+    p = probabilities
+    if p.ndim == 1:
+        p = p[None]
+    dtype, device = p.dtype, p.device
+    n_components, d = p.shape
+    weights = (
+        torch.ones(1, dtype=dtype, device=device)
+        if mixture_weights is None
+        else torch.as_tensor(mixture_weights, dtype=dtype, device=device)
+    )
+    weights = weights / weights.sum()
+    p = p.clamp(1e-3, 1 - 1e-3)
+    logits = torch.log(p) - torch.log1p(-p)
+    log_c = torch.log(weights) - torch.nn.functional.softplus(logits).sum(1)
     lo, hi = values
-    if (
-        scan == "systematic"
-        and hasattr(energy, "independent_site_sets")
-        and hasattr(energy, "flip_differences_on")
-    ):
-        return _gibbs_by_sets(energy, x, n_sweeps, lo + hi, generator)
-    rows = torch.arange(n, device=x.device)
-    local = getattr(energy, "flip_difference_at", None)
-    e = None if local is not None else energy(x)
-    for _ in range(n_sweeps):
-        if scan == "random":
-            sites = torch.randint(d, (d, n), generator=generator, device=x.device)
-        u = torch.rand(d, n, generator=generator, dtype=x.dtype, device=x.device)
-        for k in range(d):
-            if scan == "random":
-                idx = sites[k]
-            else:
-                idx = torch.full((n,), k, dtype=torch.long, device=x.device)
-            current = x[rows, idx]
-            other = (lo + hi) - current
-            if local is not None:
-                delta = local(x, idx)
-            else:
-                flipped = x.clone()
-                flipped[rows, idx] = other
-                e_flipped = energy(flipped)
-                delta = e_flipped - e
-            flip = u[k] < torch.sigmoid(-delta)
-            x[rows, idx] = torch.where(flip, other, current)
-            if local is None:
-                e = torch.where(flip, e_flipped, e)
-    return x
+    z = torch.multinomial(weights, n_chains, replacement=True, generator=generator)
+    u = torch.rand(n_chains, d, generator=generator, dtype=dtype, device=device)
+    x = lo + (hi - lo) * (u < p[z]).to(dtype)
+    updates = _site_updates(energy, x, values)
+    betas = _annealing_schedule(n_steps)
+    log_w = torch.zeros(n_chains, dtype=dtype, device=device)
+    for k in range(1, n_steps + 1):
+        log_q = ((updates.x - lo) / (hi - lo)) @ logits.T + log_c  # (n, K)
+        log_w += (betas[k] - betas[k - 1]) * (
+            -updates.energy() - log_q.gather(1, z[:, None])[:, 0]
+        )
+        beta = betas[k]
+        if n_components > 1:
+            z = torch.multinomial(
+                torch.softmax((1 - beta) * log_q, 1), 1, generator=generator
+            )[:, 0]
+        _sweep(
+            updates, scan=scan, generator=generator, beta=beta,
+            base_logits=logits[z],
+        )
+    return updates.x, log_w - math.log(n_components)
 
 
-def _gibbs_by_sets(energy, x, n_sweeps, total, generator):
-    """Systematic-scan Gibbs sweeps updating each set of non-interacting
-    sites at once (``x`` is modified and returned)."""
-    sets = energy.independent_site_sets()
-    for _ in range(n_sweeps):
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        for sites in sets:
-            delta = energy.flip_differences_on(x, sites)
-            current = x[:, sites]
-            flip = u[:, sites] < torch.sigmoid(-delta)
-            x[:, sites] = torch.where(flip, total - current, current)
-    return x
+def importance_resample(log_w, n_samples, *, generator=None):
+    """Indices drawn in proportion to importance weights (systematic).
+
+    Systematic resampling: one uniform offset, ``n_samples`` evenly spaced
+    points on the cumulative weights, so each index ``i`` appears
+    ``n_samples w_i`` times up to rounding (less variance than multinomial
+    draws); the result is randomly permuted.
+
+    Parameters
+    ----------
+    log_w : Tensor of shape (n,)
+        Log importance weights (any common offset).
+    n_samples : int
+        Number of indices.
+    generator : torch.Generator or None, default=None
+        Source of randomness.
+
+    Returns
+    -------
+    index : LongTensor of shape (n_samples,)
+        Indices into ``log_w``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.samplers import importance_resample
+    >>> log_w = torch.log(torch.tensor([0.1, 0.0, 0.9], dtype=torch.float64))
+    >>> idx = importance_resample(log_w, 10, generator=torch.Generator().manual_seed(0))
+    >>> torch.bincount(idx, minlength=3).tolist()
+    [1, 0, 9]
+    """
+    w = torch.softmax(log_w.to(torch.float64), 0)
+    cdf = torch.cumsum(w, 0)
+    offset = torch.rand(1, generator=generator, dtype=torch.float64, device=w.device)
+    points = (torch.arange(n_samples, dtype=torch.float64, device=w.device) + offset)
+    index = torch.searchsorted(cdf, points / n_samples).clamp(max=len(w) - 1)
+    perm = torch.randperm(n_samples, generator=generator, device=w.device)
+    return index[perm]
