@@ -41,7 +41,7 @@ from .partition import (
     log_partition_ais_binary,
     log_partition_enumerate,
 )
-from .samplers import anneal_binary, gibbs, importance_resample
+from .samplers import anneal_binary, exact_binary_draws, gibbs, importance_resample
 
 # log Z by enumeration up to this many features (2^20 states) under "auto".
 _MAX_AUTO_ENUMERATION = 20
@@ -147,17 +147,14 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         pass
 
     def _data_summary(self, X, rng):
-        lo, hi = self._values
         n_init = min(1000, len(X))
-        bits = (X - lo) / (hi - lo)
-        weights, probabilities = fit_bernoulli_mixture(bits, rng)
         return {
-            "probabilities": bits.mean(0).astype(np.float64),
-            "mixture_weights": weights,
-            "mixture_probabilities": probabilities,
             "init_points": X[rng.choice(len(X), n_init, replace=False)],
             "input_values": self.__dict__.pop("_input_values"),
             "marginals": self.__dict__.pop("_marginals"),
+            # The annealing base is fitted to the init points on first use
+            # (log Z by AIS at fit, or sample): deterministic from this seed.
+            "mixture_seed": draw_seed(rng),
         }
 
     # ---------------------------------------------------------------- energy
@@ -203,6 +200,16 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
 
     # ----------------------------------------------------------------- log Z
     def _mixture(self, summary, device, dtype):
+        """The mixture of independent Bernoullis that AIS anneals from,
+        fitted to the kept training points (once; cached in the summary)."""
+        if "mixture_weights" not in summary:
+            lo, hi = self._values
+            bits = (summary["init_points"] - lo) / (hi - lo)
+            weights, probabilities = fit_bernoulli_mixture(
+                bits, np.random.RandomState(summary["mixture_seed"])
+            )
+            summary["mixture_weights"] = weights
+            summary["mixture_probabilities"] = probabilities
         return (
             torch.as_tensor(summary["mixture_probabilities"], device=device,
                             dtype=dtype),
@@ -210,7 +217,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         )
 
     def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
-        d = summary["probabilities"].shape[0]
+        d = summary["init_points"].shape[1]
         method = self.log_partition_method
         if method == "auto":
             method = "exact" if d <= _MAX_AUTO_ENUMERATION else "ais"
@@ -268,7 +275,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 ess=estimate.ess,
                 pareto_k=estimate.pareto_k,
             ),
-            stacklevel=5,
+            stacklevel=7,
         )
         return PartitionEstimate(
             bound,
@@ -371,6 +378,20 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         if self.n_sampling_chains is not None:
             n_chains = min(self.n_sampling_chains, n_samples)
         lo, hi = self._values
+        d = self.n_features_in_
+        exact = (
+            self.sampling_init == "annealed"
+            and self.n_sampling_chains is None
+            and d <= _MAX_AUTO_ENUMERATION
+        )
+        if exact:
+            # Few enough states to draw exactly from the enumerated model.
+            x = exact_binary_draws(
+                energy, d, n_samples, values=self._values, dtype=dtype,
+                generator=generator,
+            )
+            out = self._from_internal(to_numpy(x), summary["input_values"])
+            return out.astype(numpy_dtype_for(dtype), copy=False)
         if self.sampling_init == "annealed":
             probabilities, weights = self._mixture(summary, device, dtype)
             x, log_w = anneal_binary(
@@ -420,22 +441,26 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
     costs ``n_flip_samples`` instead of ``d`` energy evaluations per sample.
 
     ``log_partition_`` is exact (enumeration of the ``2^d`` states) for
-    ``n_features <= 20`` and estimated by annealed importance sampling with
-    Gibbs transitions above, with its standard error. :meth:`sample` runs
-    Gibbs chains.
+    ``n_features <= 20`` and estimated above by annealed importance sampling
+    from a mixture of independent Bernoullis fitted to the data, with an
+    error that stays honest for heavy-tailed weights and an effective sample
+    size. :meth:`sample` draws from the model: exactly for ``n_features <=
+    20``, by importance-resampled annealed chains and Gibbs sweeps above.
 
     Parameters
     ----------
     energy : {"mlp", "boltzmann"}, torch.nn.Module or None, default=None
         The energy ``E``. ``"mlp"`` (the default, also for None) is a
-        multilayer perceptron (:class:`~skebm.energies.MLPEnergy`; on binary
-        data its confining quadratic is a linear term); ``"boltzmann"`` is a
-        fully visible Boltzmann machine ``E = -bᵀx - ½xᵀWx`` with ``W``
-        symmetric and zero on the diagonal
-        (:class:`~skebm.energies.BoltzmannEnergy`). A module maps a tensor of
-        shape ``(n, n_features)`` with values in {0, 1} to ``(n,)``; it is
-        deep-copied, never trained in place. ``method="ggis"`` differentiates
-        it in ``x`` (relaxed to real values).
+        multilayer perceptron with a linear term
+        (:class:`~skebm.energies.BinaryMLPEnergy`), whose one-bit flips cost
+        a fraction of a full evaluation; ``"boltzmann"`` is a fully visible
+        Boltzmann machine ``E = -bᵀx - ½xᵀWx`` with ``W`` symmetric and zero
+        on the diagonal (:class:`~skebm.energies.BoltzmannEnergy`). A module
+        maps a tensor of shape ``(n, n_features)`` with values in {0, 1} to
+        ``(n,)``; it is deep-copied, never trained in place; its flips are
+        evaluated in batches and its Gibbs updates cost one evaluation each.
+        ``method="ggis"`` differentiates it in ``x`` (relaxed to real
+        values).
     method : {"exact", "ggis"}, default="exact"
         All ``d`` flips per sample, or ``n_flip_samples`` importance-sampled
         ones.
@@ -444,8 +469,17 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
     form : {"sigmoid", "exponential"}, default="sigmoid"
         ``"sigmoid"`` is Hyvärinen's ratio matching,
         ``Σ_j σ(E(x) - E(flip_j x))²``. ``"exponential"`` is
-        ``Σ_j exp(2 (E(x) - E(flip_j x)))``, the objective of the RMwGGIS code
-        (an upper bound of the σ-form that punishes improbable flips hard).
+        ``Σ_j exp((E(x) - E(flip_j x)) / 2)``, the square root of the
+        probability ratios. Both have the model as their minimizer (see
+        Notes); the RMwGGIS code's ``Σ_j exp(2 (E(x) - E(flip_j x)))`` learns
+        ``p^(1/4)`` instead and is not offered.
+    base : {"bernoulli"} or None, default="bernoulli"
+        ``"bernoulli"``: the energy is a correction of the independent
+        Bernoulli model of the training data (marginals with a Beta(1, 1)
+        prior): for ``energy="mlp"`` its fixed log-odds enter the linear term
+        and the output layer starts at zero, for ``"boltzmann"`` they are the
+        initial fields, so the untrained model *is* the base. None: a plain
+        energy (random output layer, zero fields). Fitted as ``base_``.
     binarize : float or None, default=0.0
         Threshold: ``x > binarize`` becomes 1, the rest 0 (as in
         :class:`~sklearn.naive_bayes.BernoulliNB`). ``None``: the input must
@@ -526,6 +560,9 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
     ----------
     energy_ : torch.nn.Module
         The fitted energy (on {0, 1} inputs), on the CPU.
+    base_ : ndarray of shape (`n_features_in_`,) or None
+        Probability of a 1 for each feature in the independent Bernoulli
+        base, or None without one (``base=None``, or a user module).
     log_partition_ : float
         log Z of ``exp(-energy_)`` over ``{0, 1}^d``.
     log_partition_std_ : float
@@ -568,12 +605,19 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         \\sigma\\big(-\\Delta E_j(x)\\big)^2,
 
     and ``form="exponential"`` minimizes
-    :math:`\\mathbb{E}_x \\sum_j \\exp(-2 \\Delta E_j(x))`, as the RMwGGIS code
-    does. ``method="ggis"`` draws :math:`K` bits per sample from
-    :math:`q_j \\propto f(-\\widehat{\\Delta E}_j)`, with :math:`f` the summand
-    and :math:`\\widehat{\\Delta E}_j = (1 - 2x_j)\\, \\partial E / \\partial x_j`
+    :math:`\\mathbb{E}_x \\sum_j \\exp(-\\Delta E_j(x) / 2)`. Writing either as
+    :math:`\\mathbb{E}_x \\sum_j f(\\Delta E_j(x))`, a pair of states that
+    differ in bit :math:`j` contributes :math:`p(x) f(t) + p(x') f(-t)`,
+    :math:`t = E(x') - E(x)`, minimized where
+    :math:`p(x) f'(t) = p(x') f'(-t)`: the model is the minimizer when
+    :math:`f'(-t) / f'(t) = e^t`, which holds for both summands
+    (:math:`\\sigma(t)/\\sigma(-t)` and :math:`e^{t/2}/e^{-t/2}`). The RMwGGIS
+    code's :math:`\\exp(-2 \\Delta E)` gives :math:`e^{4t}`: its minimizer is
+    :math:`p^{1/4}`, renormalized. ``method="ggis"`` draws :math:`K` bits per
+    sample from :math:`q_j \\propto f(\\widehat{\\Delta E}_j)`, with
+    :math:`\\widehat{\\Delta E}_j = (1 - 2x_j)\\, \\partial E / \\partial x_j`
     the first-order flip energy, and minimizes the unbiased estimate
-    :math:`\\frac1K \\sum_k f(-\\Delta E_{j_k}) / q_{j_k}`.
+    :math:`\\frac1K \\sum_k f(\\Delta E_{j_k}) / q_{j_k}`.
 
     References
     ----------

@@ -533,7 +533,7 @@ class _FusedSoftplusFlipLoss(torch.autograd.Function):
             r, k = r1 - r0, b1 - b0
             grad_v += log_q.reshape(r * k, hidden).T @ g.reshape(-1)
             g_step = g * st
-            grad_field -= g_step.sum(0)
+            grad_field[b0:b1] -= g_step.sum(0)
             rec = q.reciprocal_()
             grad_s[r0:r1] += torch.bmm(g[:, None, :], t.mul_(rec)).squeeze(1)
             # d log q / du = s (1 + T) / q = 1 - (1 - s) / q.
