@@ -50,8 +50,11 @@ _MAX_ENUMERATION = 30
 _ZERO_ONE = (0.0, 1.0)
 _SPINS = (-1.0, 1.0)
 # While the AIS estimate of log Z is unreliable (too few effective chains or
-# heavy-tailed weights), the chains double, up to this many times n_ais_chains.
+# heavy-tailed weights), its budget doubles, up to this many times
+# n_ais_chains x n_ais_steps.
 _AIS_GROWTH = 16
+# sample() warns when its annealed chains have fewer effective samples.
+_MIN_SAMPLING_ESS = 100
 
 # Parameters of the continuous base that mean nothing for binary data.
 _CONTINUOUS_ONLY = {
@@ -240,10 +243,14 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             values=self._values,
             n_chains=self.n_ais_chains,
             n_steps=self.n_ais_steps,
-            max_chains=_AIS_GROWTH * self.n_ais_chains,
+            max_growth=_AIS_GROWTH,
             scan=self.scan,
             generator=make_generator(seed, device),
         )
+        # sample() anneals along the path that made the estimate reliable.
+        summary["ais_steps"] = estimate.n_steps
+        summary["mixture_probabilities"] = estimate.probabilities.cpu().numpy()
+        summary["mixture_weights"] = estimate.mixture_weights.cpu().numpy()
         return self._check_against_states(energy64, summary, estimate, device), method
 
     def _check_against_states(self, energy, summary, estimate, device):
@@ -399,11 +406,22 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 probabilities,
                 mixture_weights=weights,
                 n_chains=max(n_chains, self.n_ais_chains),
-                n_steps=self.n_ais_steps,
+                n_steps=summary.get("ais_steps", self.n_ais_steps),
                 values=self._values,
                 scan=self.scan,
                 generator=generator,
             )
+            w = torch.softmax(log_w.double(), 0)
+            ess = float(1.0 / (w * w).sum())
+            if ess < _MIN_SAMPLING_ESS:
+                warnings.warn(
+                    f"{type(self).__name__}.sample: the annealed chains have "
+                    f"{ess:.1f} effective samples out of {len(w)}, so the mode "
+                    "masses of the samples are uncertain (to about "
+                    f"1/sqrt({ess:.0f})). Increase n_ais_steps.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             x = x[importance_resample(log_w, n_chains, generator=generator)]
         elif self.sampling_init == "data":
             init = summary["init_points"]
@@ -521,9 +539,10 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         of independent Bernoullis fitted to the training data (components
         chosen by BIC, so that chains start in every mode the data has), one
         Gibbs sweep per temperature; ``"auto"`` enumerates up to 20 features.
-        The AIS chains double while the estimate is unreliable (fewer than
-        100 effective chains or heavy-tailed weights), up to 16 times
-        ``n_ais_chains``; past that a
+        While the estimate is unreliable (fewer than 100 effective chains or
+        heavy-tailed weights) its budget doubles, up to 16 times
+        ``n_ais_chains x n_ais_steps``: more temperatures while under 10% of
+        the chains are effective, more chains otherwise; past that a
         :class:`~skebm.exceptions.LogPartitionWarning` says so. An estimate
         below the exact lower bound given by the distinct training points is
         replaced by that bound, with a warning.

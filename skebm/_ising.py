@@ -819,9 +819,10 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         of independent Bernoullis fitted to the training data (components
         chosen by BIC, so that chains start in every mode the data has), one
         Gibbs sweep per temperature; ``"auto"`` enumerates up to 20 features.
-        The AIS chains double while the estimate is unreliable (fewer than
-        100 effective chains or heavy-tailed weights), up to 16 times
-        ``n_ais_chains``; past that a
+        While the estimate is unreliable (fewer than 100 effective chains or
+        heavy-tailed weights) its budget doubles, up to 16 times
+        ``n_ais_chains x n_ais_steps``: more temperatures while under 10% of
+        the chains are effective, more chains otherwise; past that a
         :class:`~skebm.exceptions.LogPartitionWarning` says so. An estimate
         below the exact lower bound given by the distinct training points is
         replaced by that bound, with a warning.

@@ -756,6 +756,11 @@ def log_partition_enumerate(
     return float(torch.logsumexp(torch.stack(parts), 0)), 0.0
 
 
+# Below this share of effective chains the annealing path is too coarse for
+# the chains to track it: more temperatures help more than more chains.
+_MIN_EFFECTIVE_SHARE = 0.1
+
+
 @torch.no_grad()
 def log_partition_ais_binary(
     energy,
@@ -765,7 +770,7 @@ def log_partition_ais_binary(
     values=(0.0, 1.0),
     n_chains=256,
     n_steps=200,
-    max_chains=None,
+    max_growth=1,
     scan="systematic",
     generator=None,
 ):
@@ -782,9 +787,22 @@ def log_partition_ais_binary(
     The error is that of :func:`importance_estimate` (the larger of the
     delta method and the spread over batches of chains, with the effective
     sample size and the Pareto tail index). While the estimate is not
-    reliable, the number of chains doubles, up to ``max_chains``
-    (:func:`grow_importance_estimate`); the estimate says whether it ended
-    reliable.
+    reliable the budget doubles, up to ``max_growth`` times ``n_chains x
+    n_steps`` chain-sweeps: the temperatures double (a fresh run) while
+    fewer than 10% of the chains are effective (a path too coarse for the
+    chains), the chains double (pooled with the previous ones) otherwise.
+    With ``K > 1`` components, pilot runs (a quarter of the chains) from
+    the mixture and from the product of its marginals choose the base: the
+    higher estimate when they differ by more than three errors (a base that
+    misses a mode estimates low, however consistent its weights), else the
+    one with the smaller error; a model that is a mild correction of
+    independent units is closest to the product. The chosen pilot's chains
+    are kept. Before growing, a mixture's weights are adapted once: each
+    component gets the share of the importance weight its chains carried
+    (80%, plus 20% of its old weight), since the model's mode masses need
+    not be the data's. The estimate says whether it ended reliable; its
+    attributes ``n_steps``, ``probabilities`` and ``mixture_weights`` give
+    the temperatures and the base of the last run.
 
     Parameters
     ----------
@@ -799,12 +817,12 @@ def log_partition_ais_binary(
     values : tuple of two floats, default=(0.0, 1.0)
         The two values a unit takes.
     n_chains : int, default=256
-        Annealing chains of the first batch.
+        Annealing chains of the first run.
     n_steps : int, default=200
-        Intermediate temperatures, one Gibbs sweep each.
-    max_chains : int or None, default=None
-        Most chains pooled while the estimate is unreliable; None is
-        ``n_chains`` (no growth).
+        Intermediate temperatures of the first run, one Gibbs sweep each.
+    max_growth : int, default=1
+        Most budget, as a multiple of the first run's, spent while the
+        estimate is unreliable (1: no growth).
     scan : {"systematic", "random"}, default="systematic"
         Gibbs site order (see :func:`skebm.samplers.gibbs`).
     generator : torch.Generator or None, default=None
@@ -814,7 +832,7 @@ def log_partition_ais_binary(
     -------
     PartitionEstimate
         ``(log_z, stderr)`` with the effective sample size, the Pareto tail
-        index and the number of chains.
+        index, the number of chains, and ``n_steps``.
 
     Examples
     --------
@@ -833,18 +851,82 @@ def log_partition_ais_binary(
     True
     """
 
-    def draw(n):
-        _, log_w = anneal_binary(
+    def draw(chains, steps, probs, weights):
+        _, log_w, start = anneal_binary(
             energy,
-            probabilities,
-            mixture_weights=mixture_weights,
-            n_chains=n,
-            n_steps=n_steps,
+            probs,
+            mixture_weights=weights,
+            n_chains=chains,
+            n_steps=steps,
             values=values,
             scan=scan,
             generator=generator,
+            return_components=True,
         )
-        return log_w
+        return log_w, start
 
-    limit = n_chains if max_chains is None else max(n_chains, max_chains)
-    return grow_importance_estimate(draw, n_chains, max_draws=limit)
+    probs = probabilities if probabilities.ndim == 2 else probabilities[None]
+    n_components = probs.shape[0]
+    weights = torch.ones(n_components, dtype=probs.dtype, device=probs.device)
+    if mixture_weights is not None:
+        weights = torch.as_tensor(mixture_weights, dtype=probs.dtype,
+                                  device=probs.device)
+    weights = weights / weights.sum()
+    budget = max(1, max_growth) * n_chains * n_steps
+    steps = n_steps
+    pooled = []
+    if n_components > 1:
+        # Pilot runs from the mixture and from the product of its marginals
+        # (closer to a model that is a mild correction of independent
+        # units). A base that misses mass gives a lower estimate, consistent
+        # weights or not: keep the higher one when they disagree, the one
+        # with the smaller error otherwise.
+        pilot = max(32, n_chains // 4)
+        product = (weights[:, None] * probs).sum(0, keepdim=True)
+        runs = [(probs, weights), (product, weights.new_ones(1))]
+        drawn = [draw(pilot, steps, *run) for run in runs]
+        pilots = [importance_estimate(log_w) for log_w, _ in drawn]
+        gap = pilots[0].log_z - pilots[1].log_z
+        spread = 3 * math.hypot(pilots[0].stderr, pilots[1].stderr)
+        if gap > spread:
+            choice = 0
+        elif gap < -spread:
+            choice = 1
+        else:
+            choice = int(pilots[1].stderr < pilots[0].stderr)
+        probs, weights = runs[choice]
+        n_components = probs.shape[0]
+        log_w, start = drawn[choice]
+        pooled = [log_w]
+        if n_chains > pilot:
+            more, more_start = draw(n_chains - pilot, steps, probs, weights)
+            pooled.append(more)
+            start = torch.cat([start, more_start])
+    else:
+        log_w, start = draw(n_chains, steps, probs, weights)
+        pooled = [log_w]
+    adapted = n_components == 1
+    while True:
+        log_w = torch.cat(pooled)
+        estimate = importance_estimate(log_w)
+        estimate.n_steps = steps
+        estimate.probabilities = probs
+        estimate.mixture_weights = weights
+        chains = log_w.shape[0]
+        if estimate.reliable or 2 * chains * steps > budget:
+            return estimate
+        if not adapted:
+            # The model's mode masses need not be the data's: give each
+            # component the share of the weight its chains carried (mixed
+            # with its old weight, so that none is dropped), and start again.
+            adapted = True
+            share = torch.zeros(n_components, dtype=log_w.dtype, device=log_w.device)
+            share.index_add_(0, start, torch.softmax(log_w, 0))
+            weights = 0.8 * share + 0.2 * weights
+            log_w, start = draw(chains, steps, probs, weights)
+            pooled = [log_w]
+        elif estimate.ess < _MIN_EFFECTIVE_SHARE * chains:
+            steps *= 2
+            pooled = [draw(chains, steps, probs, weights)[0]]
+        else:
+            pooled.append(draw(chains, steps, probs, weights)[0])

@@ -167,8 +167,22 @@ def mala(
 # without an extra evaluation (AIS needs it once per temperature).
 
 
+def _as_index(sites):
+    """A colour class as a slice when its sites are consecutive (a view, no
+    gather), else the index tensor."""
+    values = sites.tolist()
+    if values == list(range(values[0], values[-1] + 1)):
+        return slice(values[0], values[-1] + 1)
+    return sites
+
+
 class _SiteUpdates:
-    """Chains ``x`` (modified in place) with cheap one-site energy changes."""
+    """Chains ``x`` (modified in place) with cheap one-site energy changes.
+
+    ``sites`` below is a slice or an index tensor of sites that do not
+    interact (updated together); ``step`` is the change of their values
+    when flipped, ``(n, k)``; ``index`` one site per chain (random scan).
+    """
 
     def __init__(self, energy, x, values):
         self.energy_fn = energy
@@ -177,7 +191,6 @@ class _SiteUpdates:
         self.rows = torch.arange(x.shape[0], device=x.device)
 
     def step(self, sites):
-        """Change of the value when ``sites`` flip, ``(n, k)``."""
         return (self.lo + self.hi) - 2 * self.x[:, sites]
 
     def step_at(self, index):
@@ -186,7 +199,7 @@ class _SiteUpdates:
     @property
     def sets(self):
         """Sites updated together in a systematic sweep (no interaction)."""
-        return [torch.tensor([j], device=self.x.device) for j in range(self.x.shape[1])]
+        return [slice(j, j + 1) for j in range(self.x.shape[1])]
 
     def refresh(self):
         """Recompute cached quantities from ``x`` (bounds rounding drift)."""
@@ -199,25 +212,24 @@ class _GenericUpdates(_SiteUpdates):
         super().__init__(energy, x, values)
         self.e = energy(x)
 
-    def delta_sites(self, sites):
-        (j,) = sites.tolist()
+    def delta_sites(self, sites, step):
         flipped = self.x.clone()
-        flipped[:, j] += self.step(sites)[:, 0]
+        flipped[:, sites] += step
         self._pending = self.energy_fn(flipped)
         return (self._pending - self.e)[:, None]
 
-    def flip_sites(self, sites, flip):
-        self.x[:, sites] += torch.where(flip, self.step(sites), 0.0)
+    def flip_sites(self, sites, flip, step):
+        self.x[:, sites] += torch.where(flip, step, 0.0)
         self.e = torch.where(flip[:, 0], self._pending, self.e)
 
-    def delta_at(self, index):
+    def delta_at(self, index, step):
         flipped = self.x.clone()
-        flipped[self.rows, index] += self.step_at(index)
+        flipped[self.rows, index] += step
         self._pending = self.energy_fn(flipped)
         return self._pending - self.e
 
-    def flip_at(self, index, flip):
-        self.x[self.rows, index] += torch.where(flip, self.step_at(index), 0.0)
+    def flip_at(self, index, flip, step):
+        self.x[self.rows, index] += torch.where(flip, step, 0.0)
         self.e = torch.where(flip, self._pending, self.e)
 
     def energy(self):
@@ -237,20 +249,20 @@ class _DuckUpdates(_SiteUpdates):
             return energy.independent_site_sets()
         return super().sets
 
-    def delta_sites(self, sites):
+    def delta_sites(self, sites, step):
         if hasattr(self.energy_fn, "flip_differences_on"):
             return self.energy_fn.flip_differences_on(self.x, sites)
-        index = sites.expand(self.x.shape[0])
+        index = torch.full((self.x.shape[0],), sites.start, device=self.x.device)
         return self.energy_fn.flip_difference_at(self.x, index)[:, None]
 
-    def flip_sites(self, sites, flip):
-        self.x[:, sites] += torch.where(flip, self.step(sites), 0.0)
+    def flip_sites(self, sites, flip, step):
+        self.x[:, sites] += torch.where(flip, step, 0.0)
 
-    def delta_at(self, index):
+    def delta_at(self, index, step):
         return self.energy_fn.flip_difference_at(self.x, index)
 
-    def flip_at(self, index, flip):
-        self.x[self.rows, index] += torch.where(flip, self.step_at(index), 0.0)
+    def flip_at(self, index, flip, step):
+        self.x[self.rows, index] += torch.where(flip, step, 0.0)
 
     def energy(self):
         return self.energy_fn(self.x)
@@ -265,31 +277,31 @@ class _PairwiseUpdates(_SiteUpdates):
         super().__init__(energy, x, values)
         self.w = energy.coupling_matrix()
         self.b = energy.bias
-        self._sets = energy.independent_site_sets()
+        self._sets = [_as_index(s) for s in energy.independent_site_sets()]
         self.refresh()
 
     def refresh(self):
-        self.field = self.b + self.x @ self.w
+        self.field = torch.addmm(self.b, self.x, self.w)
 
     @property
     def sets(self):
         return self._sets
 
-    def delta_sites(self, sites):
-        return -self.step(sites) * self.field[:, sites]
+    def delta_sites(self, sites, step):
+        return -step * self.field[:, sites]
 
-    def flip_sites(self, sites, flip):
-        change = torch.where(flip, self.step(sites), 0.0)
+    def flip_sites(self, sites, flip, step):
+        change = torch.where(flip, step, 0.0)
         self.x[:, sites] += change
-        self.field += change @ self.w[sites]
+        self.field.addmm_(change, self.w[sites])
 
-    def delta_at(self, index):
-        return -self.step_at(index) * self.field[self.rows, index]
+    def delta_at(self, index, step):
+        return -step * self.field[self.rows, index]
 
-    def flip_at(self, index, flip):
-        change = torch.where(flip, self.step_at(index), 0.0)
+    def flip_at(self, index, flip, step):
+        change = torch.where(flip, step, 0.0)
         self.x[self.rows, index] += change
-        self.field += change[:, None] * self.w[index]
+        self.field.addcmul_(change[:, None], self.w[index])
 
     def energy(self):
         return -(self.x @ self.b) - 0.5 * (self.x * (self.field - self.b)).sum(1)
@@ -316,9 +328,9 @@ class _MLPUpdates(_SiteUpdates):
         self._pending = (moved, g)
         return g - self.g - field * step / (self.hi - self.lo)
 
-    def delta_sites(self, sites):
-        (j,) = sites.tolist()
-        return self._delta(self.step(sites)[:, 0], self.w_t[j], self.field[j])[:, None]
+    def delta_sites(self, sites, step):
+        j = sites.start
+        return self._delta(step[:, 0], self.w_t[j], self.field[j])[:, None]
 
     def _apply(self, flip, step):
         moved, g = self._pending
@@ -326,14 +338,14 @@ class _MLPUpdates(_SiteUpdates):
         self.g = torch.where(flip, g, self.g)
         return torch.where(flip, step, 0.0)
 
-    def flip_sites(self, sites, flip):
-        self.x[:, sites] += self._apply(flip[:, 0], self.step(sites)[:, 0])[:, None]
+    def flip_sites(self, sites, flip, step):
+        self.x[:, sites] += self._apply(flip[:, 0], step[:, 0])[:, None]
 
-    def delta_at(self, index):
-        return self._delta(self.step_at(index), self.w_t[index], self.field[index])
+    def delta_at(self, index, step):
+        return self._delta(step, self.w_t[index], self.field[index])
 
-    def flip_at(self, index, flip):
-        self.x[self.rows, index] += self._apply(flip, self.step_at(index))
+    def flip_at(self, index, flip, step):
+        self.x[self.rows, index] += self._apply(flip, step)
 
     def energy(self):
         bits = (self.x - self.lo) / (self.hi - self.lo)
@@ -355,33 +367,98 @@ def _site_updates(energy, x, values):
     return _GenericUpdates(energy, x, values)
 
 
-def _sweep(updates, *, scan, generator, beta=1.0, base_logits=None):
-    """One Gibbs sweep of ``β E + (1 - β) E_0``, ``E_0(x) = -ℓᵀ bits(x)``
-    with per-chain log-odds ``base_logits`` (n, d) (ignored at ``β = 1``)."""
+class _ProductBase:
+    """``E_0 = -ℓᵀ bits(x)`` with per-chain log-odds ``logits`` (n, d) or
+    shared ones (d,): a flip changes it by ``-ℓ_j`` times the bit's step."""
+
+    def __init__(self, logits):
+        self.logits = logits if logits.ndim == 2 else logits[None]
+
+    def delta_sites(self, sites, step_bits):
+        return -self.logits[:, sites] * step_bits
+
+    def delta_at(self, rows, index, step_bits):
+        return -self.logits[rows if self.logits.shape[0] > 1 else 0, index] * step_bits
+
+    def flip_sites(self, sites, flip, step_bits):
+        pass
+
+    def flip_at(self, rows, index, flip, step_bits):
+        pass
+
+
+class _MixtureBase:
+    """``E_0 = -log Σ_k c_k exp(ℓ_kᵀ bits(x))`` (a mixture of products), with
+    the per-chain component terms ``L`` (n, K) kept, so that a flip's change
+    is a log-sum-exp over the components; sites are updated one at a time
+    (the mixture couples them)."""
+
+    def __init__(self, logits, log_c, bits):
+        self.logits = logits  # (K, d)
+        self.terms = bits @ logits.T + log_c  # (n, K)
+
+    def log_q(self):
+        return torch.logsumexp(self.terms, 1)
+
+    def _delta(self, moved):
+        self._pending = moved
+        return -(torch.logsumexp(moved, 1) - torch.logsumexp(self.terms, 1))
+
+    def delta_sites(self, sites, step_bits):
+        j = sites.start
+        return self._delta(self.terms + step_bits * self.logits[:, j])[:, None]
+
+    def delta_at(self, rows, index, step_bits):
+        return self._delta(self.terms + step_bits[:, None] * self.logits[:, index].T)
+
+    def flip_sites(self, sites, flip, step_bits):
+        self.terms = torch.where(flip, self._pending, self.terms)
+
+    def flip_at(self, rows, index, flip, step_bits):
+        self.terms = torch.where(flip[:, None], self._pending, self.terms)
+
+
+def _sweep(updates, *, scan, generator, beta=1.0, base=None):
+    """One Gibbs sweep of ``β E + (1 - β) E_0`` (``base`` gives ``E_0``'s
+    flip changes; ignored at ``β = 1``).
+
+    A site flips with probability ``σ(-ΔE)``, i.e. when ``ΔE < -logit(u)``
+    for a uniform ``u``: the thresholds of a sweep are drawn at once.
+    """
     x = updates.x
     n, d = x.shape
-    tempered = beta != 1.0 and base_logits is not None
+    tempered = beta != 1.0 and base is not None
     width = updates.hi - updates.lo
     updates.refresh()
     if scan == "random":
         sites = torch.randint(d, (d, n), generator=generator, device=x.device)
         u = torch.rand(d, n, generator=generator, dtype=x.dtype, device=x.device)
+        threshold = torch.log1p(-u) - torch.log(u)  # -logit(u)
         rows = updates.rows
         for k in range(d):
             index = sites[k]
-            delta = updates.delta_at(index)
+            step = updates.step_at(index)
+            delta = updates.delta_at(index, step)
             if tempered:
-                base = -base_logits[rows, index] * updates.step_at(index) / width
-                delta = beta * delta + (1 - beta) * base
-            updates.flip_at(index, u[k] < torch.sigmoid(-delta))
+                delta = beta * delta + (1 - beta) * base.delta_at(
+                    rows, index, step / width
+                )
+            flip = delta < threshold[k]
+            updates.flip_at(index, flip, step)
+            if tempered:
+                base.flip_at(rows, index, flip, step / width)
         return
     u = torch.rand(n, d, generator=generator, dtype=x.dtype, device=x.device)
+    threshold = torch.log1p(-u) - torch.log(u)
     for sites in updates.sets:
-        delta = updates.delta_sites(sites)
+        step = updates.step(sites)
+        delta = updates.delta_sites(sites, step)
         if tempered:
-            base = -base_logits[:, sites] * updates.step(sites) / width
-            delta = beta * delta + (1 - beta) * base
-        updates.flip_sites(sites, u[:, sites] < torch.sigmoid(-delta))
+            delta = beta * delta + (1 - beta) * base.delta_sites(sites, step / width)
+        flip = delta < threshold[:, sites]
+        updates.flip_sites(sites, flip, step)
+        if tempered:
+            base.flip_sites(sites, flip, step / width)
 
 
 @torch.no_grad()
@@ -469,6 +546,7 @@ def anneal_binary(
     values=(0.0, 1.0),
     scan="systematic",
     generator=None,
+    return_components=False,
 ):
     """Annealed importance sampling chains from a mixture of independent bits.
 
@@ -482,14 +560,19 @@ def anneal_binary(
     it the smaller mode only appears where it is already cut off from the
     chains by an energy barrier.
 
-    The chains live on pairs ``(x, z)`` of a state and a component, and
-    anneal along ``π_β(x, z) ∝ (w_z q_z(x))^{1-β} exp(-β E(x))`` with a
-    sigmoidal schedule of ``n_steps`` temperatures: at ``β = 0`` this is the
-    base, at ``β = 1`` the model (``z`` uniform and independent of ``x``).
-    Each temperature draws ``z`` from its exact conditional and runs one Gibbs
-    sweep on ``x`` given ``z`` (a product base keeps the target pairwise, so
-    pairwise energies sweep by colour classes; see :func:`gibbs`). Each
-    chain's energy is evaluated once per temperature.
+    The chains anneal along ``π_β(x) ∝ q(x)^{1-β} exp(-β E(x))`` with a
+    sigmoidal schedule of ``n_steps`` temperatures, one Gibbs sweep per
+    temperature; each chain keeps the mixture's component terms, so a site
+    update costs a log-sum-exp over the ``K`` components. A mixture couples
+    all sites, which rules out updating a colour class of a sparse pairwise
+    energy at once (:func:`gibbs`); for those energies (``K > 1``,
+    systematic scan) the chains instead live on pairs ``(x, z)`` of a state
+    and a component and anneal along
+    ``π_β(x, z) ∝ (w_z q_z(x))^{1-β} exp(-β E(x))`` (``z`` drawn from its exact
+    conditional, then a coloured sweep of ``x`` given ``z``): vectorized, but
+    with noisier weights (measured: 10x the standard error of log Z on a
+    16-spin ferromagnet). Each chain's energy is evaluated once per
+    temperature.
 
     Parameters
     ----------
@@ -510,6 +593,8 @@ def anneal_binary(
         Gibbs site order.
     generator : torch.Generator or None, default=None
         Source of randomness.
+    return_components : bool, default=False
+        Also return the component each chain started from.
 
     Returns
     -------
@@ -519,6 +604,9 @@ def anneal_binary(
         Log importance weights: ``exp(log_w)`` has mean ``Z`` over the
         chains, and the states weighted by ``exp(log_w)`` are a weighted
         sample of the model.
+    start : LongTensor of shape (n_chains,)
+        The starting component of each chain; only with
+        ``return_components``.
 
     Examples
     --------
@@ -550,26 +638,45 @@ def anneal_binary(
     log_c = torch.log(weights) - torch.nn.functional.softplus(logits).sum(1)
     lo, hi = values
     z = torch.multinomial(weights, n_chains, replacement=True, generator=generator)
+    start = z
     u = torch.rand(n_chains, d, generator=generator, dtype=dtype, device=device)
     x = lo + (hi - lo) * (u < p[z]).to(dtype)
     updates = _site_updates(energy, x, values)
+    # A mixture couples the sites. Where the energy's own updates go one site
+    # at a time, the path is q^(1-β) f^β with the mixture's log-density
+    # tracked per chain (Gibbs updates of the exact conditionals); where
+    # whole colour classes update together (sparse pairwise energies), the
+    # chains carry their component z and anneal on (x, z) pairs instead, so
+    # that x given z has a product base (noisier weights, but vectorized).
+    coloured = scan == "systematic" and any(
+        not isinstance(s, slice) or s.stop - s.start > 1 for s in updates.sets
+    )
+    extended = n_components > 1 and coloured
+    marginal = n_components > 1 and not coloured
     betas = _annealing_schedule(n_steps)
     log_w = torch.zeros(n_chains, dtype=dtype, device=device)
+    base = _ProductBase(logits[0])
     for k in range(1, n_steps + 1):
-        log_q = ((updates.x - lo) / (hi - lo)) @ logits.T + log_c  # (n, K)
-        log_w += (betas[k] - betas[k - 1]) * (
-            -updates.energy() - log_q.gather(1, z[:, None])[:, 0]
-        )
+        bits = (updates.x - lo) / (hi - lo)
+        if marginal:
+            base = _MixtureBase(logits, log_c, bits)
+            log_q = base.log_q()
+        else:
+            terms = bits @ logits.T + log_c  # (n, K)
+            log_q = terms.gather(1, z[:, None])[:, 0]
+        log_w += (betas[k] - betas[k - 1]) * (-updates.energy() - log_q)
         beta = betas[k]
-        if n_components > 1:
+        if extended:
             z = torch.multinomial(
-                torch.softmax((1 - beta) * log_q, 1), 1, generator=generator
+                torch.softmax((1 - beta) * terms, 1), 1, generator=generator
             )[:, 0]
-        _sweep(
-            updates, scan=scan, generator=generator, beta=beta,
-            base_logits=logits[z],
-        )
-    return updates.x, log_w - math.log(n_components)
+            base = _ProductBase(logits[z])
+        _sweep(updates, scan=scan, generator=generator, beta=beta, base=base)
+    if extended:
+        log_w = log_w - math.log(n_components)
+    if return_components:
+        return updates.x, log_w, start
+    return updates.x, log_w
 
 
 def importance_resample(log_w, n_samples, *, generator=None):
