@@ -17,7 +17,7 @@ _MAX_ROWS = 2000
 # most _MAX_COMPONENTS.
 _MAX_COMPONENTS = 32
 _PATIENCE = 2
-_MAX_EM_ITER = 100
+_MAX_EM_ITER = 50
 # Beta(1, 1) prior on every probability and Dirichlet(1) on the weights: a
 # component never puts probability 0 or 1 on a unit.
 _PRIOR = 1.0
@@ -52,7 +52,7 @@ def _em(rows, counts, n_components, rng):
         mass = resp.sum(0)
         weights = (mass + _PRIOR) / (n + n_components * _PRIOR)
         probs = (resp.T @ rows + _PRIOR) / (mass[:, None] + 2 * _PRIOR)
-        if log_lik - previous <= 1e-6 * n:
+        if log_lik - previous <= 1e-4 * n:
             break
         previous = log_lik
     return log_lik, weights, probs

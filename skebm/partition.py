@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .samplers import anneal_binary
+from .samplers import _anneal_groups, anneal_binary
 
 __all__ = [
     "PartitionEstimate",
@@ -791,13 +791,13 @@ def log_partition_ais_binary(
     n_steps`` chain-sweeps: the temperatures double (a fresh run) while
     fewer than 10% of the chains are effective (a path too coarse for the
     chains), the chains double (pooled with the previous ones) otherwise.
-    With ``K > 1`` components, pilot runs (a quarter of the chains) from
-    the mixture and from the product of its marginals choose the base: the
-    higher estimate when they differ by more than three errors (a base that
-    misses a mode estimates low, however consistent its weights), else the
-    one with the smaller error; a model that is a mild correction of
-    independent units is closest to the product. The chosen pilot's chains
-    are kept. Before growing, a mixture's weights are adapted once: each
+    With ``K > 1`` components, ``n_chains`` chains from the mixture and as
+    many from the product of its marginals run together (one run: per-step
+    overhead dominates), and choose the base: the higher estimate when they
+    differ by more than three errors (a base that misses a mode estimates
+    low, however consistent its weights), else the one with the smaller
+    error (a model that is a mild correction of independent units is
+    closest to the product). The chosen base's chains are kept. Before growing, a mixture's weights are adapted once: each
     component gets the share of the importance weight its chains carried
     (80%, plus 20% of its old weight), since the model's mode masses need
     not be the data's. The estimate says whether it ended reliable; its
@@ -876,16 +876,18 @@ def log_partition_ais_binary(
     steps = n_steps
     pooled = []
     if n_components > 1:
-        # Pilot runs from the mixture and from the product of its marginals
+        # Chains from the mixture and from the product of its marginals
         # (closer to a model that is a mild correction of independent
-        # units). A base that misses mass gives a lower estimate, consistent
-        # weights or not: keep the higher one when they disagree, the one
-        # with the smaller error otherwise.
-        pilot = max(32, n_chains // 4)
+        # units), in one run. A base that misses mass gives a lower estimate,
+        # consistent weights or not: keep the higher one when they disagree,
+        # the one with the smaller error otherwise.
         product = (weights[:, None] * probs).sum(0, keepdim=True)
         runs = [(probs, weights), (product, weights.new_ones(1))]
-        drawn = [draw(pilot, steps, *run) for run in runs]
-        pilots = [importance_estimate(log_w) for log_w, _ in drawn]
+        drawn = _anneal_groups(
+            energy, runs, n_chains, n_steps=steps, values=values, scan=scan,
+            generator=generator,
+        )
+        pilots = [importance_estimate(log_w) for _, log_w, _ in drawn]
         gap = pilots[0].log_z - pilots[1].log_z
         spread = 3 * math.hypot(pilots[0].stderr, pilots[1].stderr)
         if gap > spread:
@@ -896,15 +898,10 @@ def log_partition_ais_binary(
             choice = int(pilots[1].stderr < pilots[0].stderr)
         probs, weights = runs[choice]
         n_components = probs.shape[0]
-        log_w, start = drawn[choice]
-        pooled = [log_w]
-        if n_chains > pilot:
-            more, more_start = draw(n_chains - pilot, steps, probs, weights)
-            pooled.append(more)
-            start = torch.cat([start, more_start])
+        _, log_w, start = drawn[choice]
     else:
         log_w, start = draw(n_chains, steps, probs, weights)
-        pooled = [log_w]
+    pooled = [log_w]
     adapted = n_components == 1
     while True:
         log_w = torch.cat(pooled)

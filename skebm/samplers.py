@@ -352,6 +352,48 @@ class _MLPUpdates(_SiteUpdates):
         return self.g - bits @ self.field
 
 
+class _SoftplusUpdates(_MLPUpdates):
+    """One softplus hidden layer: with ``s = σ(a)`` kept, a flip changes the
+    hidden part by ``vᵀ log(1 + s (e^u - 1))`` (``u`` the moved column, two
+    tables ``e^{±W} - 1``), and ``s`` moves to ``s e^u / (1 + s (e^u - 1))``:
+    a multiply, a log and a dot product per hidden unit, no softplus."""
+
+    def __init__(self, energy, x, values):
+        super().__init__(energy, x, values)
+        w_t = self.w_t * (self.hi - self.lo)
+        self.t_up = torch.expm1(w_t)
+        self.t_diff = torch.expm1(-w_t) - self.t_up
+        self.v = energy.layers[-1].weight[0]
+
+    def refresh(self):
+        super().refresh()
+        self.s = torch.sigmoid(self.a)
+
+    def _moved(self, bits, t_up, t_diff):
+        t = torch.addcmul(t_up, bits, t_diff)
+        q = torch.addcmul(torch.ones_like(t), self.s, t)
+        return t, q, torch.log(q) @ self.v
+
+    def delta_sites(self, sites, step):
+        j = sites.start
+        bits = (self.x[:, j : j + 1] - self.lo) / (self.hi - self.lo)
+        t, q, dg = self._moved(bits, self.t_up[j], self.t_diff[j])
+        self._pending = (t, q, dg)
+        return (dg - self.field[j] * step[:, 0] / (self.hi - self.lo))[:, None]
+
+    def delta_at(self, index, step):
+        bits = ((self.x[self.rows, index] - self.lo) / (self.hi - self.lo))[:, None]
+        t, q, dg = self._moved(bits, self.t_up[index], self.t_diff[index])
+        self._pending = (t, q, dg)
+        return dg - self.field[index] * step / (self.hi - self.lo)
+
+    def _apply(self, flip, step):
+        t, q, dg = self._pending
+        self.s = torch.where(flip[:, None], self.s * (1 + t) / q, self.s)
+        self.g = torch.where(flip, self.g + dg, self.g)
+        return torch.where(flip, step, 0.0)
+
+
 def _site_updates(energy, x, values):
     """The cheapest single-site machinery ``energy`` supports."""
     from .energies import BinaryMLPEnergy, BoltzmannEnergy
@@ -361,6 +403,8 @@ def _site_updates(energy, x, values):
     ):
         return _PairwiseUpdates(energy, x, values)
     if isinstance(energy, BinaryMLPEnergy) and tuple(energy.values) == tuple(values):
+        if energy._fusable():
+            return _SoftplusUpdates(energy, x, values)
         return _MLPUpdates(energy, x, values)
     if hasattr(energy, "flip_difference_at"):
         return _DuckUpdates(energy, x, values)
@@ -396,13 +440,15 @@ class _MixtureBase:
     def __init__(self, logits, log_c, bits):
         self.logits = logits  # (K, d)
         self.terms = bits @ logits.T + log_c  # (n, K)
+        self.current = torch.logsumexp(self.terms, 1)
 
     def log_q(self):
-        return torch.logsumexp(self.terms, 1)
+        return self.current
 
     def _delta(self, moved):
-        self._pending = moved
-        return -(torch.logsumexp(moved, 1) - torch.logsumexp(self.terms, 1))
+        log_q = torch.logsumexp(moved, 1)
+        self._pending = (moved, log_q)
+        return self.current - log_q
 
     def delta_sites(self, sites, step_bits):
         j = sites.start
@@ -412,10 +458,12 @@ class _MixtureBase:
         return self._delta(self.terms + step_bits[:, None] * self.logits[:, index].T)
 
     def flip_sites(self, sites, flip, step_bits):
-        self.terms = torch.where(flip, self._pending, self.terms)
+        self.flip_at(None, None, flip[:, 0], step_bits)
 
     def flip_at(self, rows, index, flip, step_bits):
-        self.terms = torch.where(flip[:, None], self._pending, self.terms)
+        moved, log_q = self._pending
+        self.terms = torch.where(flip[:, None], moved, self.terms)
+        self.current = torch.where(flip, log_q, self.current)
 
 
 def _sweep(updates, *, scan, generator, beta=1.0, base=None):
@@ -622,25 +670,61 @@ def anneal_binary(
     >>> abs(log_z - 4 * math.log1p(math.e)) < 0.05
     True
     """
-    p = probabilities
-    if p.ndim == 1:
-        p = p[None]
-    dtype, device = p.dtype, p.device
-    n_components, d = p.shape
-    weights = (
-        torch.ones(1, dtype=dtype, device=device)
-        if mixture_weights is None
-        else torch.as_tensor(mixture_weights, dtype=dtype, device=device)
-    )
-    weights = weights / weights.sum()
-    p = p.clamp(1e-3, 1 - 1e-3)
-    logits = torch.log(p) - torch.log1p(-p)
-    log_c = torch.log(weights) - torch.nn.functional.softplus(logits).sum(1)
+    x, log_w, start = _anneal_groups(
+        energy,
+        [(probabilities, mixture_weights)],
+        n_chains,
+        n_steps=n_steps,
+        values=values,
+        scan=scan,
+        generator=generator,
+    )[0]
+    if return_components:
+        return x, log_w, start
+    return x, log_w
+
+
+def _anneal_groups(energy, bases, n_chains, *, n_steps, values, scan, generator):
+    """AIS chains from several bases in one run: ``n_chains`` per base, each
+    a ``(probabilities (K, d) or (d,), weights (K,) or None)`` mixture.
+    Returns ``[(x, log_w, start component), ...]``, one per base.
+
+    The chains of all bases share each temperature's operations (per-step
+    overhead, not arithmetic, dominates small runs); a chain sees only its
+    own base's components (the others at weight zero).
+    """
+    logits, log_c, probs = [], [], []
+    for p, w in bases:
+        p = p if p.ndim == 2 else p[None]
+        w = p.new_ones(p.shape[0]) if w is None else torch.as_tensor(w).to(p)
+        w = w / w.sum()
+        p = p.clamp(1e-3, 1 - 1e-3)
+        lg = torch.log(p) - torch.log1p(-p)
+        logits.append(lg)
+        log_c.append(torch.log(w) - torch.nn.functional.softplus(lg).sum(1))
+        probs.append(p)
+    sizes = [lg.shape[0] for lg in logits]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+    logits, p_all = torch.cat(logits), torch.cat(probs)
+    dtype, device = logits.dtype, logits.device
+    n_groups, n_total = len(bases), sum(sizes)
+    rows = torch.full((n_groups * n_chains, n_total), -math.inf, dtype=dtype,
+                      device=device)
+    z = []
+    for g in range(n_groups):
+        block = slice(g * n_chains, (g + 1) * n_chains)
+        cols = slice(offsets[g], offsets[g] + sizes[g])
+        rows[block, cols] = log_c[g]
+        z.append(offsets[g] + torch.multinomial(
+            torch.softmax(log_c[g] + torch.nn.functional.softplus(
+                logits[cols]).sum(1), 0),
+            n_chains, replacement=True, generator=generator))
+    z = torch.cat(z)
+    start = z.clone()
+    n, d = rows.shape[0], logits.shape[1]
     lo, hi = values
-    z = torch.multinomial(weights, n_chains, replacement=True, generator=generator)
-    start = z
-    u = torch.rand(n_chains, d, generator=generator, dtype=dtype, device=device)
-    x = lo + (hi - lo) * (u < p[z]).to(dtype)
+    u = torch.rand(n, d, generator=generator, dtype=dtype, device=device)
+    x = lo + (hi - lo) * (u < p_all[z]).to(dtype)
     updates = _site_updates(energy, x, values)
     # A mixture couples the sites. Where the energy's own updates go one site
     # at a time, the path is q^(1-β) f^β with the mixture's log-density
@@ -651,32 +735,41 @@ def anneal_binary(
     coloured = scan == "systematic" and any(
         not isinstance(s, slice) or s.stop - s.start > 1 for s in updates.sets
     )
-    extended = n_components > 1 and coloured
-    marginal = n_components > 1 and not coloured
+    mixture = max(sizes) > 1
+    extended = mixture and coloured
+    available = torch.isfinite(rows)
+    marginal = mixture and not coloured
     betas = _annealing_schedule(n_steps)
-    log_w = torch.zeros(n_chains, dtype=dtype, device=device)
-    base = _ProductBase(logits[0])
+    # The weights accumulate in float64 whatever the dtype of the chains.
+    log_w = torch.zeros(n, dtype=torch.float64, device=device)
+    base = _ProductBase(logits[z])
     for k in range(1, n_steps + 1):
         bits = (updates.x - lo) / (hi - lo)
         if marginal:
-            base = _MixtureBase(logits, log_c, bits)
+            base = _MixtureBase(logits, rows, bits)
             log_q = base.log_q()
         else:
-            terms = bits @ logits.T + log_c  # (n, K)
+            terms = bits @ logits.T + rows  # (n, K)
             log_q = terms.gather(1, z[:, None])[:, 0]
-        log_w += (betas[k] - betas[k - 1]) * (-updates.energy() - log_q)
+        log_w += (betas[k] - betas[k - 1]) * (-updates.energy() - log_q).double()
         beta = betas[k]
         if extended:
-            z = torch.multinomial(
-                torch.softmax((1 - beta) * terms, 1), 1, generator=generator
-            )[:, 0]
+            # Within the chain's own base (the other bases' components at -inf).
+            allowed = torch.where(available, (1 - beta) * terms, -math.inf)
+            z = torch.multinomial(torch.softmax(allowed, 1), 1, generator=generator)[
+                :, 0
+            ]
             base = _ProductBase(logits[z])
         _sweep(updates, scan=scan, generator=generator, beta=beta, base=base)
-    if extended:
-        log_w = log_w - math.log(n_components)
-    if return_components:
-        return updates.x, log_w, start
-    return updates.x, log_w
+    out = []
+    for g in range(n_groups):
+        block = slice(g * n_chains, (g + 1) * n_chains)
+        lw = log_w[block]
+        if extended:
+            # (x, z) pairs: the model's normalizer times the K components.
+            lw = lw - math.log(sizes[g])
+        out.append((updates.x[block], lw, start[block] - offsets[g]))
+    return out
 
 
 def importance_resample(log_w, n_samples, *, generator=None):
