@@ -800,9 +800,10 @@ def log_partition_ais_binary(
     closest to the product). The chosen base's chains are kept. Before
     growing, a mixture's weights are adapted once: each component gets the
     share of the importance weight its chains carried (80%, plus 20% of its
-    old weight), since the model's mode masses need not be the data's. The estimate says whether it ended reliable; its
-    attributes ``n_steps``, ``probabilities`` and ``mixture_weights`` give
-    the temperatures and the base of the last run.
+    old weight), since the model's mode masses need not be the data's. The
+    estimate says whether it ended reliable; its attributes ``n_steps``,
+    ``probabilities`` and ``mixture_weights`` give the temperatures and the
+    base of the last run.
 
     Parameters
     ----------
