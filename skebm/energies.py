@@ -507,7 +507,8 @@ class _FusedSoftplusFlipLoss(torch.autograd.Function):
         n, d = bits.shape
         hidden = a.shape[1]
         s = torch.sigmoid(a)
-        w_t = weight.T * width
+        # Row j of W_1ᵀ contiguous: each block reads whole rows.
+        w_t = (weight.T * width).contiguous()
         t_up = torch.expm1(w_t)  # the bit goes up: u = +width W
         t_diff = torch.expm1(-w_t) - t_up
         step = 1 - 2 * bits  # +1 where the bit goes up, in bit units
@@ -745,7 +746,7 @@ class BinaryMLPEnergy(nn.Module):
         a = self.first_layer(x)
         g = self.head(a)
         step = self._flip_step(x)
-        w_t = self.layers[0].weight.T
+        w_t = self.layers[0].weight.T.contiguous()
         field = self.field()
         grad = torch.is_grad_enabled()
         out = torch.empty_like(x) if not grad else None

@@ -314,7 +314,7 @@ class _MLPUpdates(_SiteUpdates):
 
     def __init__(self, energy, x, values):
         super().__init__(energy, x, values)
-        self.w_t = energy.layers[0].weight.T
+        self.w_t = energy.layers[0].weight.T.contiguous()
         self.field = energy.field()
         self.refresh()
 
