@@ -791,13 +791,14 @@ def log_partition_ais_binary(
     n_steps`` chain-sweeps: the temperatures double (a fresh run) while
     fewer than 10% of the chains are effective (a path too coarse for the
     chains), the chains double (pooled with the previous ones) otherwise.
-    With ``K > 1`` components, ``n_chains`` chains from the mixture and as
-    many from the product of its marginals run together (one run: per-step
-    overhead dominates), and choose the base: the higher estimate when they
+    With ``K > 1`` components, pilot chains (a quarter of ``n_chains``, at
+    least 64) from the mixture and as many from the product of its marginals
+    run together, and choose the base: the higher estimate when they
     differ by more than three errors (a base that misses a mode estimates
     low, however consistent its weights), else the one with the smaller
     error (a model that is a mild correction of independent units is
-    closest to the product). The chosen base's chains are kept. Before
+    closest to the product). The chosen base's pilot chains are kept and
+    topped up to ``n_chains``. Before
     growing, a mixture's weights are adapted once: each component gets the
     share of the importance weight its chains carried (80%, plus 20% of its
     old weight), since the model's mode masses need not be the data's. The
@@ -884,9 +885,10 @@ def log_partition_ais_binary(
         # the one with the smaller error otherwise.
         product = (weights[:, None] * probs).sum(0, keepdim=True)
         runs = [(probs, weights), (product, weights.new_ones(1))]
+        pilot = max(64, n_chains // 4)
         drawn = _anneal_groups(
-            energy, runs, n_chains, n_steps=steps, values=values, scan=scan,
-            generator=generator,
+            energy, runs, min(pilot, n_chains), n_steps=steps, values=values,
+            scan=scan, generator=generator,
         )
         pilots = [importance_estimate(log_w) for _, log_w, _ in drawn]
         gap = pilots[0].log_z - pilots[1].log_z
@@ -900,6 +902,10 @@ def log_partition_ais_binary(
         probs, weights = runs[choice]
         n_components = probs.shape[0]
         _, log_w, start = drawn[choice]
+        if n_chains > pilot:
+            more, more_start = draw(n_chains - pilot, steps, probs, weights)
+            log_w = torch.cat([log_w, more])
+            start = torch.cat([start, more_start])
     else:
         log_w, start = draw(n_chains, steps, probs, weights)
     pooled = [log_w]
