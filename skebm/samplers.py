@@ -371,7 +371,7 @@ class _SoftplusUpdates(_MLPUpdates):
 
     def _moved(self, bits, t_up, t_diff):
         t = torch.addcmul(t_up, bits, t_diff)
-        q = torch.addcmul(torch.ones_like(t), self.s, t)
+        q = torch.mul(self.s, t).add_(1.0)
         return t, q, torch.log(q) @ self.v
 
     def delta_sites(self, sites, step):
