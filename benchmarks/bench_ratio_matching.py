@@ -1,29 +1,29 @@
-"""Benchmark for RatioMatchingBinary (issue 5).
+"""Benchmark for RatioMatchingBinary (issues 5 and 16).
 
 1. Binarized digits (``load_digits``, 64 pixels, ``x > 7``), 70/30 split:
    held-out mean log-likelihood (log Z by annealed importance sampling, with
    its standard error) and exact held-out pseudo-log-likelihood, in nats per
-   image, with fit times, for RatioMatchingBinary (both methods),
-   BernoulliRBM (64 and 128 components, learning rate chosen from a small
-   grid by held-out pseudo-likelihood; its pseudo-likelihood is computed
+   image, with fit times, for RatioMatchingBinary (defaults, ggis, Boltzmann),
+   BernoulliRBM (64, 128 and 256 components, learning rate chosen from
+   0.01-0.1 by held-out pseudo-likelihood; its pseudo-likelihood is computed
    exactly over all 64 pixels, since ``BernoulliRBM.score_samples`` flips one
-   random pixel; its log Z by the same AIS on its free energy) and
-   independent Bernoulli pixels.
-2. Time and peak memory of one training step (MLP energy, float32, batch
-   128), exact vs ggis, at d = 64, 256, 784 (digits resized to 8x8, 16x16,
-   28x28 and binarized), each step in a fresh subprocess so that its peak
-   resident memory can be read; and the held-out exact pseudo-log-likelihood
-   of both methods after the same number of epochs (``--epochs``).
+   random pixel; its log Z by AIS on its free energy) and independent
+   Bernoulli pixels.
+2. One exact ratio matching loss + gradient against ebmkit's
+   ``RatioMatching`` (a Python loop over the bits), same network, float32,
+   at d = 16, 64, 256: the Boltzmann machine (closed-form flips), the MLP
+   energy (``BinaryMLPEnergy``, one softplus layer of 128: fused flips) and
+   the same MLP hidden in a plain module (skebm's blocked generic path).
+3. Whole fit, exact vs ggis, at d = 64, 256, 784 (digits resized to 8x8,
+   16x16, 28x28 and binarized; 1024 rows, ``--epochs`` epochs, default log Z
+   settings), with its breakdown into training, log Z and the rest; and the
+   held-out exact pseudo-log-likelihood of each.
 
-Run: ``python benchmarks/bench_ratio_matching.py [--quick] [--epochs 3]``
-(``--skip-digits`` / ``--skip-scaling`` run one part).
+Run: ``python benchmarks/bench_ratio_matching.py [--quick] [--epochs 2]``
+(``--skip-digits`` / ``--skip-loss`` / ``--skip-fit`` skip a part).
 """
 
 import argparse
-import json
-import resource
-import subprocess
-import sys
 import time
 import warnings
 
@@ -35,13 +35,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import BernoulliRBM
 
+import skebm._base
 from skebm import RatioMatchingBinary
-from skebm.energies import MLPEnergy
-from skebm.objectives import (
-    ggis_ratio_matching_loss,
-    pseudo_log_likelihood,
-    ratio_matching_loss,
-)
+from skebm._binary import _BaseBinaryEnergyDensity
+from skebm.energies import BinaryMLPEnergy, BoltzmannEnergy
+from skebm.objectives import pseudo_log_likelihood, ratio_matching_loss
 from skebm.partition import log_partition_ais_binary
 
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
@@ -61,19 +59,18 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-class RBMFreeEnergy(torch.nn.Module):
-    """Free energy F(v) = -b.v - sum_j softplus(c_j + W_j.v) of a BernoulliRBM."""
-
-    def __init__(self, rbm):
-        super().__init__()
-        self.w = torch.as_tensor(rbm.components_, dtype=torch.float64)
-        self.b = torch.as_tensor(rbm.intercept_visible_, dtype=torch.float64)
-        self.c = torch.as_tensor(rbm.intercept_hidden_, dtype=torch.float64)
-
-    def forward(self, v):
-        v = v.to(torch.float64)
-        hidden = torch.nn.functional.softplus(v @ self.w.T + self.c)
-        return -(v @ self.b) - hidden.sum(1)
+def rbm_free_energy(rbm):
+    """The free energy ``F(v) = -b.v - sum_j softplus(c_j + W_j.v)`` of a
+    BernoulliRBM, as a BinaryMLPEnergy (one softplus layer, output weights
+    -1), so that its flips and Gibbs updates take skebm's fast paths."""
+    d, h = rbm.components_.shape[1], rbm.components_.shape[0]
+    energy = BinaryMLPEnergy(d, (h,), zero_output=True).double()
+    with torch.no_grad():
+        energy.layers[0].weight.copy_(torch.as_tensor(rbm.components_))
+        energy.layers[0].bias.copy_(torch.as_tensor(rbm.intercept_hidden_))
+        energy.layers[1].weight.fill_(-1.0)
+        energy.bias.copy_(torch.as_tensor(rbm.intercept_visible_))
+    return energy
 
 
 def exact_pll(energy, X):
@@ -93,17 +90,18 @@ def rbm_row(n_components, Xtr, Xte, quick):
                 random_state=0,
             ).fit(Xtr)
         )
-        energy = RBMFreeEnergy(rbm)
+        energy = rbm_free_energy(rbm)
         pll = exact_pll(energy, Xte)
         if best is None or pll > best[1]:
             best = (rbm, pll, t, lr)
     rbm, pll, t, lr = best
-    energy = RBMFreeEnergy(rbm)
+    energy = rbm_free_energy(rbm)
     log_z, std = log_partition_ais_binary(
         energy,
         torch.as_tensor(Xtr.mean(0), dtype=torch.float64),
         n_chains=256,
         n_steps=300 if quick else 1000,
+        max_growth=16,
         generator=torch.Generator().manual_seed(0),
     )
     with torch.no_grad():
@@ -111,8 +109,7 @@ def rbm_row(n_components, Xtr, Xte, quick):
     return f"BernoulliRBM({n_components}) lr={lr}", ll, std, pll, t
 
 
-RM_CONFIGS = [("mlp", "exact"), ("mlp", "ggis"), ("boltzmann", "exact"),
-              ("boltzmann", "ggis")]
+RM_CONFIGS = [("mlp", "exact"), ("mlp", "ggis"), ("boltzmann", "exact")]
 # The defaults, except a larger step for the (convex-like) Boltzmann machine.
 RM_PARAMS = {"mlp": {}, "boltzmann": {"learning_rate_init": 0.01}}
 
@@ -126,14 +123,14 @@ def digits_table(quick):
     ind = float((Xte * np.log(p) + (1 - Xte) * np.log1p(-p)).sum(1).mean())
     rows.append(("independent Bernoulli", ind, 0.0, ind, 0.0))
     print("{:<38}{:>9.2f}{:>6.2f}{:>11.2f}{:>8.1f}".format(*rows[-1]), flush=True)
-    for n_components in (64, 128):
+    for n_components in (64, 128, 256):
         rows.append(rbm_row(n_components, Xtr, Xte, quick))
         print("{:<38}{:>9.2f}{:>6.2f}{:>11.2f}{:>8.1f}".format(*rows[-1]), flush=True)
     for energy, method in RM_CONFIGS:
-        kw = dict(energy=energy, method=method, random_state=0, n_ais_chains=256,
-                  n_ais_steps=1000, **RM_PARAMS[energy])
+        kw = dict(energy=energy, method=method, random_state=0,
+                  **RM_PARAMS[energy])
         if quick:
-            kw.update(max_iter=20, n_ais_steps=300)
+            kw.update(max_iter=20)
         est, t = timed(lambda kw=kw: RatioMatchingBinary(**kw).fit(Xtr))
         pll = float(est.pseudo_log_likelihood(Xte).mean())
         rows.append(
@@ -141,99 +138,144 @@ def digits_table(quick):
              est.log_partition_std_, pll, t)
         )
         print("{:<38}{:>9.2f}{:>6.2f}{:>11.2f}{:>8.1f}".format(*rows[-1]), flush=True)
-    rbm_best = max(r[3] for r in rows if r[0].startswith("BernoulliRBM"))
+    rbm_ll = max(r[1] for r in rows if r[0].startswith("BernoulliRBM"))
+    rbm_pll = max(r[3] for r in rows if r[0].startswith("BernoulliRBM"))
     for r in rows:
         if r[0].startswith("RatioMatching"):
-            print(f"{r[0]}: pseudo-LL minus best RBM's = {r[3] - rbm_best:+.2f} nats")
+            print(f"{r[0]}: minus the best RBM's: log-likelihood "
+                  f"{r[1] - rbm_ll:+.2f}, pseudo-LL {r[3] - rbm_pll:+.2f} nats")
 
 
-def step_worker(d, method, batch_size, n_steps):
-    """One subprocess: time and peak RSS of training steps at dimension d."""
-    torch.set_num_threads(1)
-    side = int(round(d**0.5))
-    Xtr, _ = digits(side)
-    gen = torch.Generator().manual_seed(0)
-    energy = MLPEnergy(d, (128,), "softplus", generator=gen)
-    opt = torch.optim.Adam(energy.parameters(), lr=1e-3)
-    if method == "exact":
-        loss_fn = ratio_matching_loss
-    else:
-        def loss_fn(e, x):
-            return ggis_ratio_matching_loss(e, x, n_flip_samples=8, generator=gen)
+class Hidden(torch.nn.Module):
+    """The same network as a plain module: skebm cannot see its structure."""
 
-    x = torch.as_tensor(Xtr[:batch_size])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    def __init__(self, energy):
+        super().__init__()
+        self.energy = energy
+
+    def forward(self, x):
+        return self.energy(x)
+
+
+def best_time(fn, repeats=3):
+    fn()
     times = []
-    for _ in range(n_steps + 1):
+    for _ in range(repeats):
         start = time.perf_counter()
-        opt.zero_grad()
-        loss_fn(energy, x).backward()
-        opt.step()
+        fn()
         times.append(time.perf_counter() - start)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"time": float(np.median(times[1:])),
-                      "peak_mib": (after - before) / 1024}))
+    return min(times)
 
 
-def scaling_table(quick, epochs):
-    print("\n== one training step, MLP (128,) energy, float32, batch 128 ==")
-    print(f"{'d':>5}{'exact s':>10}{'ggis s':>9}{'speed-up':>10}"
-          f"{'exact MiB':>11}{'ggis MiB':>10}")
-    dims = (64, 256) if quick else (64, 256, 784)
-    for d in dims:
-        res = {}
+def loss_table(quick):
+    try:
+        from ebm.losses import RatioMatching
+    except ImportError:
+        print("\nebmkit not installed: loss comparison skipped (pip install ebmkit).")
+        return
+    n = 1024 if quick else 4096
+    print(f"\n== one exact ratio matching loss + gradient, n={n}, float32, "
+          "best of 3 ==")
+    print(f"{'d':>5} {'energy':<28}{'ebmkit ms':>10}{'skebm ms':>10}{'ratio':>8}")
+    ebm_loss = RatioMatching()
+    for d in (16, 64, 256):
+        x = (torch.rand(n, d, generator=torch.Generator().manual_seed(0)) < 0.3)
+        x = x.float()
+        gen = torch.Generator().manual_seed(0)
+        boltzmann = BoltzmannEnergy(d)
+        with torch.no_grad():
+            boltzmann.weight_raw.normal_(0, 0.1, generator=gen)
+        mlp = BinaryMLPEnergy(d, (128,), zero_output=False, generator=gen)
+        for name, energy, ours in [
+            ("Boltzmann", boltzmann, boltzmann),
+            ("MLP (128,) softplus", mlp, mlp),
+            ("MLP as a plain module", mlp, Hidden(mlp)),
+        ]:
+            def run_ebm(energy=energy):
+                energy.zero_grad()
+                ebm_loss(energy, x).loss.backward()
+
+            def run_ours(energy=energy, ours=ours):
+                energy.zero_grad()
+                ratio_matching_loss(ours, x).backward()
+
+            t_e, t_s = best_time(run_ebm, 1 if d == 256 else 3), best_time(run_ours)
+            print(f"{d:>5} {name:<28}{t_e * 1e3:>10.1f}{t_s * 1e3:>10.1f}"
+                  f"{t_e / t_s:>7.1f}x", flush=True)
+
+
+class Breakdown:
+    """Times train_minibatch and the log Z estimate of every fit."""
+
+    def __init__(self):
+        self.train = self.log_z = 0.0
+
+    def __enter__(self):
+        self._train = skebm._base.train_minibatch
+        self._log_z = _BaseBinaryEnergyDensity._estimate_log_partition
+        outer = self
+
+        def train(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return outer._train(*args, **kwargs)
+            finally:
+                outer.train += time.perf_counter() - start
+
+        def log_z(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return outer._log_z(*args, **kwargs)
+            finally:
+                outer.log_z += time.perf_counter() - start
+
+        skebm._base.train_minibatch = train
+        _BaseBinaryEnergyDensity._estimate_log_partition = log_z
+        return self
+
+    def __exit__(self, *exc):
+        skebm._base.train_minibatch = self._train
+        _BaseBinaryEnergyDensity._estimate_log_partition = self._log_z
+
+
+def fit_table(quick, epochs):
+    print(f"\n== whole fit, 1024 rows, {epochs} epochs, default log Z settings ==")
+    print(f"{'d':>5} {'method':<7}{'fit s':>8}{'train s':>9}{'log Z s':>9}"
+          f"{'other s':>9}{'log Z':>10}{'+-':>7}{'pseudo-LL':>11}")
+    for side in (8, 16) if quick else (8, 16, 28):
+        Xtr, Xte = digits(side)
+        Xtr, Xte = Xtr[:1024], Xte[:300]
+        times = {}
         for method in ("exact", "ggis"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--step-worker", str(d), method],
-                capture_output=True, text=True, check=True,
-            )
-            res[method] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{d:>5}{res['exact']['time']:>10.3f}{res['ggis']['time']:>9.3f}"
-              f"{res['exact']['time'] / res['ggis']['time']:>9.1f}x"
-              f"{res['exact']['peak_mib']:>11.0f}{res['ggis']['peak_mib']:>10.0f}",
+            with Breakdown() as parts:
+                est, t = timed(lambda method=method: RatioMatchingBinary(
+                    method=method, max_iter=epochs, early_stopping=False,
+                    random_state=0).fit(Xtr))
+            times[method] = t
+            pll = float(est.pseudo_log_likelihood(Xte).mean())
+            print(f"{side * side:>5} {method:<7}{t:>8.1f}{parts.train:>9.1f}"
+                  f"{parts.log_z:>9.1f}{t - parts.train - parts.log_z:>9.1f}"
+                  f"{est.log_partition_:>10.2f}{est.log_partition_std_:>7.3f}"
+                  f"{pll:>11.2f}", flush=True)
+        print(f"      whole fit exact / ggis: {times['exact'] / times['ggis']:.1f}x",
               flush=True)
-    d = dims[-1]
-    side = int(round(d**0.5))
-    Xtr, Xte = digits(side)
-    Xte = Xte[:200]
-    print(f"\n== held-out exact pseudo-LL at d={d}, batch 128, lr 3e-3 ==")
-    print(f"{'method':<8}{'epochs':>7}{'pseudo-LL':>11}{'fit s':>8}")
-    runs = {}
-    for method, n_epochs in (("exact", epochs), ("ggis", epochs),
-                             ("ggis", 10 * epochs)):
-        est, t = timed(lambda method=method, n_epochs=n_epochs: RatioMatchingBinary(
-            method=method, max_iter=n_epochs, batch_size=128, early_stopping=False,
-            learning_rate_init=3e-3,
-            log_partition_method="ais", n_ais_chains=2, n_ais_steps=1,
-            random_state=0).fit(Xtr))
-        pll = float(est.pseudo_log_likelihood(Xte).mean())
-        runs[method, n_epochs] = (pll, t)
-        print(f"{method:<8}{n_epochs:>7}{pll:>11.2f}{t:>8.1f}", flush=True)
-    exact_pll, exact_t = runs["exact", epochs]
-    for n_epochs in (epochs, 10 * epochs):
-        pll, t = runs["ggis", n_epochs]
-        print(f"ggis ({n_epochs} epochs) vs exact ({epochs}): pseudo-LL "
-              f"{100 * (pll - exact_pll) / abs(exact_pll):+.1f}%, "
-              f"fit {exact_t / t:.0f}x faster")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--skip-digits", action="store_true")
-    parser.add_argument("--skip-scaling", action="store_true")
-    parser.add_argument("--step-worker", nargs=2, metavar=("D", "METHOD"))
+    parser.add_argument("--skip-loss", action="store_true")
+    parser.add_argument("--skip-fit", action="store_true")
     args = parser.parse_args()
-    if args.step_worker:
-        d, method = args.step_worker
-        step_worker(int(d), method, batch_size=128, n_steps=3)
-        return
     torch.set_num_threads(1)
     if not args.skip_digits:
         digits_table(args.quick)
-    if not args.skip_scaling:
-        scaling_table(args.quick, args.epochs)
+    if not args.skip_loss:
+        loss_table(args.quick)
+    if not args.skip_fit:
+        fit_table(args.quick, args.epochs)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ matter, instead of all 64.
 After fitting, ``log Z`` is estimated by annealed importance sampling, so the
 held-out ``score`` is a normalized log-likelihood that can be compared with
 independent Bernoulli pixels; the exact pseudo-log-likelihood needs no
-``Z`` at all. Gibbs chains started from noise then draw new digits.
+``Z`` at all. Resampled annealed chains and Gibbs sweeps then draw new digits.
 
 The benchmark ``benchmarks/bench_ratio_matching.py`` compares this model, the
 neural (``energy="mlp"``) one and scikit-learn's ``BernoulliRBM`` on the same
@@ -54,9 +54,6 @@ est = RatioMatchingBinary(
     n_flip_samples=8,
     binarize=7,
     learning_rate_init=0.01,
-    n_ais_chains=256,
-    n_ais_steps=500,
-    n_sweeps=500,
     random_state=0,
 )
 with warnings.catch_warnings():
@@ -82,8 +79,9 @@ print(f"held-out pseudo-log-likelihood  ratio matching {pll:.2f}  "
 # %%
 # Samples
 # -------
-# Short-run Gibbs chains from uniform noise, ``n_sweeps`` sweeps each, next to
-# held-out digits.
+# Draws from the model: annealed importance sampling chains (from a mixture
+# of independent Bernoullis fitted to the training digits) resampled by their
+# weights, then ``n_sweeps`` Gibbs sweeps each; next to held-out digits.
 samples = est.sample(32, random_state=0)
 fig, axes = plt.subplots(8, 8, figsize=(7, 7.6))
 for i, ax in enumerate(axes.ravel()):
@@ -92,7 +90,7 @@ for i, ax in enumerate(axes.ravel()):
     ax.set_xticks([])
     ax.set_yticks([])
 fig.suptitle(
-    "Gibbs samples (top four rows) and held-out digits (bottom)\n"
+    "Samples (top four rows) and held-out digits (bottom)\n"
     f"held-out log-likelihood {log_likelihood:.1f} nats/image "
     f"(independent pixels {independent:.1f})"
 )

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import torch
 
-from .samplers import gibbs
+from .samplers import _anneal_groups, anneal_binary
 
 __all__ = [
     "PartitionEstimate",
@@ -870,44 +870,9 @@ def log_partition_enumerate(
     return float(torch.logsumexp(torch.stack(parts), 0)), 0.0
 
 
-class _TemperedBinary:
-    """``β E(x) + (1 - β) E_0(x)`` with ``E_0`` independent Bernoullis."""
-
-    def __init__(self, energy, logits, values, beta):
-        self.energy, self.logits, self.beta = energy, logits, beta
-        self.lo, self.hi = values
-        if hasattr(energy, "flip_difference_at"):
-            self.flip_difference_at = self._flip_difference_at
-        if hasattr(energy, "independent_site_sets") and hasattr(
-            energy, "flip_differences_on"
-        ):
-            # The base is independent: the tempered energy has the couplings
-            # of ``energy``, whose colouring is computed once for all betas.
-            self._sets = energy.independent_site_sets()
-            self.independent_site_sets = lambda: self._sets
-            self.flip_differences_on = self._flip_differences_on
-
-    def base(self, x):
-        return -((x - self.lo) / (self.hi - self.lo)) @ self.logits
-
-    def __call__(self, x):
-        return self.beta * self.energy(x) + (1 - self.beta) * self.base(x)
-
-    def _flip_differences_on(self, x, sites):
-        bit = (x[:, sites] - self.lo) / (self.hi - self.lo)
-        base = -self.logits[sites] * (1 - 2 * bit)
-        return (
-            self.beta * self.energy.flip_differences_on(x, sites)
-            + (1 - self.beta) * base
-        )
-
-    def _flip_difference_at(self, x, index):
-        bit = (x.gather(1, index[:, None]).squeeze(1) - self.lo) / (self.hi - self.lo)
-        base = -self.logits[index] * (1 - 2 * bit)
-        return (
-            self.beta * self.energy.flip_difference_at(x, index)
-            + (1 - self.beta) * base
-        )
+# Below this share of effective chains the annealing path is too coarse for
+# the chains to track it: more temperatures help more than more chains.
+_MIN_EFFECTIVE_SHARE = 0.1
 
 
 @torch.no_grad()
@@ -915,34 +880,65 @@ def log_partition_ais_binary(
     energy,
     probabilities,
     *,
+    mixture_weights=None,
     values=(0.0, 1.0),
     n_chains=256,
     n_steps=200,
+    max_growth=1,
     scan="systematic",
     generator=None,
 ):
     """log Z of a binary energy by annealed importance sampling (Neal, 2001).
 
-    Anneals from independent Bernoullis with the given ``probabilities`` of
-    the value ``values[1]`` (fitted to the data by the caller; exact draws,
-    known normalizer) to ``exp(-E)`` along the geometric path, with a
-    sigmoidal schedule of ``n_steps`` temperatures and one Gibbs sweep per
-    temperature.
+    Anneals from a mixture of products of independent Bernoullis (fitted to
+    the data by the caller: exact draws, known normalizer) to ``exp(-E)``,
+    with a sigmoidal schedule of ``n_steps`` temperatures and one Gibbs sweep
+    per temperature (:func:`skebm.samplers.anneal_binary`). A mixture with a
+    component in each mode of the model starts chains in every mode, so none
+    has to cross a barrier; a single product of the data's marginals is the
+    case ``K = 1``.
+
+    The error is that of :func:`importance_estimate` (the larger of the
+    delta method and the spread over batches of chains, with the effective
+    sample size and the Pareto tail index). While the estimate is not
+    reliable the budget doubles, up to ``max_growth`` times ``n_chains x
+    n_steps`` chain-sweeps: the temperatures double (a fresh run) while
+    fewer than 10% of the chains are effective (a path too coarse for the
+    chains), the chains double (pooled with the previous ones) otherwise.
+    With ``K > 1`` components, pilot chains (a quarter of ``n_chains``, at
+    least 64) from the mixture and as many from the product of its marginals
+    run together, and choose the base: the higher estimate when they
+    differ by more than three errors (a base that misses a mode estimates
+    low, however consistent its weights), else the one with the smaller
+    error (a model that is a mild correction of independent units is
+    closest to the product). The chosen base's pilot chains are kept and
+    topped up to ``n_chains``. Before
+    growing, a mixture's weights are adapted once: each component gets the
+    share of the importance weight its chains carried (80%, plus 20% of its
+    old weight), since the model's mode masses need not be the data's. The
+    estimate says whether it ended reliable; its attributes ``n_steps``,
+    ``probabilities`` and ``mixture_weights`` give the temperatures and the
+    base of the last run.
 
     Parameters
     ----------
     energy : callable
-        ``(n, d) -> (n,)``; pairwise energies with ``flip_difference_at`` get
-        cheap Gibbs updates.
-    probabilities : Tensor of shape (d,)
-        Probability of ``values[1]`` for each unit in the base distribution
-        (clipped to ``[1e-3, 1 - 1e-3]``); its dtype and device are used.
+        ``(n, d) -> (n,)``; pairwise energies and
+        :class:`~skebm.energies.BinaryMLPEnergy` get cheap Gibbs updates.
+    probabilities : Tensor of shape (d,) or (K, d)
+        Probability of ``values[1]`` for each unit, per component (clipped to
+        ``[1e-3, 1 - 1e-3]``); its dtype and device are used.
+    mixture_weights : Tensor of shape (K,) or None, default=None
+        Component weights; None for one component.
     values : tuple of two floats, default=(0.0, 1.0)
         The two values a unit takes.
     n_chains : int, default=256
-        Independent annealing runs (importance weights).
+        Annealing chains of the first run.
     n_steps : int, default=200
-        Intermediate temperatures, one Gibbs sweep each.
+        Intermediate temperatures of the first run, one Gibbs sweep each.
+    max_growth : int, default=1
+        Most budget, as a multiple of the first run's, spent while the
+        estimate is unreliable (1: no growth).
     scan : {"systematic", "random"}, default="systematic"
         Gibbs site order (see :func:`skebm.samplers.gibbs`).
     generator : torch.Generator or None, default=None
@@ -950,10 +946,9 @@ def log_partition_ais_binary(
 
     Returns
     -------
-    log_z : float
-        The estimate of log Z.
-    stderr : float
-        Its delta-method standard error over the ``n_chains`` weights.
+    PartitionEstimate
+        ``(log_z, stderr)`` with the effective sample size, the Pareto tail
+        index, the number of chains, and ``n_steps``.
 
     Examples
     --------
@@ -971,25 +966,85 @@ def log_partition_ais_binary(
     >>> abs(ais - exact) < 3 * stderr
     True
     """
-    dtype, device = probabilities.dtype, probabilities.device
-    lo, hi = values
-    p = probabilities.clamp(1e-3, 1 - 1e-3)
-    logits = torch.log(p) - torch.log1p(-p)
-    log_z0 = float(torch.nn.functional.softplus(logits).sum())
-    bits = (
-        torch.rand(
-            n_chains, p.shape[0], generator=generator, dtype=dtype, device=device
+
+    def draw(chains, steps, probs, weights):
+        _, log_w, start = anneal_binary(
+            energy,
+            probs,
+            mixture_weights=weights,
+            n_chains=chains,
+            n_steps=steps,
+            values=values,
+            scan=scan,
+            generator=generator,
+            return_components=True,
         )
-        < p
-    )
-    x = lo + (hi - lo) * bits.to(dtype)
-    t = torch.linspace(-5.0, 5.0, n_steps + 1, dtype=torch.float64)
-    sig = torch.sigmoid(t)
-    betas = ((sig - sig[0]) / (sig[-1] - sig[0])).tolist()
-    log_w = torch.zeros(n_chains, dtype=dtype, device=device)
-    path = _TemperedBinary(energy, logits, values, 0.0)
-    for k in range(1, n_steps + 1):
-        log_w = log_w + (betas[k] - betas[k - 1]) * (path.base(x) - energy(x))
-        path.beta = betas[k]
-        x = gibbs(path, x, n_sweeps=1, values=values, scan=scan, generator=generator)
-    return importance_estimate(log_w, log_offset=log_z0)
+        return log_w, start
+
+    probs = probabilities if probabilities.ndim == 2 else probabilities[None]
+    n_components = probs.shape[0]
+    weights = torch.ones(n_components, dtype=probs.dtype, device=probs.device)
+    if mixture_weights is not None:
+        weights = torch.as_tensor(mixture_weights, dtype=probs.dtype,
+                                  device=probs.device)
+    weights = weights / weights.sum()
+    budget = max(1, max_growth) * n_chains * n_steps
+    steps = n_steps
+    pooled = []
+    if n_components > 1:
+        # Chains from the mixture and from the product of its marginals
+        # (closer to a model that is a mild correction of independent
+        # units), in one run. A base that misses mass gives a lower estimate,
+        # consistent weights or not: keep the higher one when they disagree,
+        # the one with the smaller error otherwise.
+        product = (weights[:, None] * probs).sum(0, keepdim=True)
+        runs = [(probs, weights), (product, weights.new_ones(1))]
+        pilot = max(64, n_chains // 4)
+        drawn = _anneal_groups(
+            energy, runs, min(pilot, n_chains), n_steps=steps, values=values,
+            scan=scan, generator=generator,
+        )
+        pilots = [importance_estimate(log_w) for _, log_w, _ in drawn]
+        gap = pilots[0].log_z - pilots[1].log_z
+        spread = 3 * math.hypot(pilots[0].stderr, pilots[1].stderr)
+        if gap > spread:
+            choice = 0
+        elif gap < -spread:
+            choice = 1
+        else:
+            choice = int(pilots[1].stderr < pilots[0].stderr)
+        probs, weights = runs[choice]
+        n_components = probs.shape[0]
+        _, log_w, start = drawn[choice]
+        if n_chains > pilot:
+            more, more_start = draw(n_chains - pilot, steps, probs, weights)
+            log_w = torch.cat([log_w, more])
+            start = torch.cat([start, more_start])
+    else:
+        log_w, start = draw(n_chains, steps, probs, weights)
+    pooled = [log_w]
+    adapted = n_components == 1
+    while True:
+        log_w = torch.cat(pooled)
+        estimate = importance_estimate(log_w)
+        estimate.n_steps = steps
+        estimate.probabilities = probs
+        estimate.mixture_weights = weights
+        chains = log_w.shape[0]
+        if estimate.reliable or 2 * chains * steps > budget:
+            return estimate
+        if not adapted:
+            # The model's mode masses need not be the data's: give each
+            # component the share of the weight its chains carried (mixed
+            # with its old weight, so that none is dropped), and start again.
+            adapted = True
+            share = torch.zeros(n_components, dtype=log_w.dtype, device=log_w.device)
+            share.index_add_(0, start, torch.softmax(log_w, 0))
+            weights = 0.8 * share + 0.2 * weights
+            log_w, start = draw(chains, steps, probs, weights)
+            pooled = [log_w]
+        elif estimate.ess < _MIN_EFFECTIVE_SHARE * chains:
+            steps *= 2
+            pooled = [draw(chains, steps, probs, weights)[0]]
+        else:
+            pooled.append(draw(chains, steps, probs, weights)[0])

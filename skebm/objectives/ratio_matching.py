@@ -2,7 +2,7 @@
 
 Hyvärinen's ratio matching (2007) compares the model probability of each
 observed vector with that of its one-bit flips. With
-``ΔE_j(x) = E(flip_j x) - E(x)``, the σ-form minimized here by default is
+``ΔE_j(x) = E(flip_j x) - E(x)``, the σ-form minimized by default is
 
 .. math::
     J(\\theta) = \\mathbb{E}_x \\sum_j \\sigma\\big(E(x) - E(\\mathrm{flip}_j x)\\big)^2
@@ -11,18 +11,25 @@ observed vector with that of its one-bit flips. With
 which is ``Σ_j g(p(x) / p(flip_j x))²`` with ``g(u) = 1 / (1 + u)``
 (Hyvärinen, 2007, "Some extensions of score matching", CSDA 51, eq. 17).
 
-The exponential form ``Σ_j exp(-2 ΔE_j(x)) = Σ_j (p(flip_j x) / p(x))²`` is the
-objective that the RMwGGIS code minimizes (Liu, Liu and Ji, ICLR 2023); it
-bounds the σ-form from above (``σ(z) ≤ e^z``) and weighs improbable flips far
-more. It is offered as ``form="exponential"``.
+**Which summands are consistent.** Write the objective as
+``E_x Σ_j f(ΔE_j(x))``. A pair ``(x, x')`` that differ in bit ``j``
+contributes ``p(x) f(t) + p(x') f(-t)`` with ``t = E(x') - E(x)``; its
+minimizer solves ``p(x) f'(t) = p(x') f'(-t)``, and the model is the
+minimizer (``t = log p(x) / p(x')``) exactly when ``f'(-t) / f'(t) = e^t``.
+The σ-form ``f(t) = σ(-t)²`` has ``f'(-t) / f'(t) = σ(t) / σ(-t) = e^t``.
+So does the exponential form ``f(t) = exp(-t / 2) = (p(flip_j x) / p(x))^½``,
+which is ``form="exponential"`` here. The summand ``exp(-2t)`` of the RMwGGIS
+code (Liu, Liu and Ji, ICLR 2023) has ``f'(-t) / f'(t) = e^{4t}``: its
+minimizer is ``t = ¼ log p(x) / p(x')``, the distribution ``p^¼``
+(renormalized), not ``p``; it is not offered.
 
 Gradient-guided importance sampling (RMwGGIS) estimates the sum over ``j``
-from ``K`` bits drawn per sample from a proposal ``q_j ∝ f(-ΔÊ_j)`` where
-``f`` is the form's summand and ``ΔÊ_j = (lo + hi - 2 x_j) ∂E/∂x_j`` is the
-first-order estimate of the flip energy from the gradient of the energy at
-the (relaxed) input: ``(1/K) Σ_k f(-ΔE_{j_k}) / q_{j_k}``, drawn with
-replacement, is unbiased for the exact sum. It costs ``K + 1`` energy
-evaluations and one input gradient per sample instead of ``d + 1``.
+from ``K`` bits drawn per sample from a proposal ``q_j ∝ f(ΔÊ_j)`` where
+``ΔÊ_j = (lo + hi - 2 x_j) ∂E/∂x_j`` is the first-order estimate of the flip
+energy from the gradient of the energy at the (relaxed) input:
+``(1/K) Σ_k f(ΔE_{j_k}) / q_{j_k}``, drawn with replacement, is unbiased for
+the exact sum. It costs ``K`` flips and one input gradient per sample
+instead of ``d`` flips.
 """
 
 import torch
@@ -35,23 +42,39 @@ __all__ = ["ggis_ratio_matching_loss", "ratio_matching_loss"]
 _FORMS = ("sigmoid", "exponential")
 
 
-def _log_summand(neg_delta, form):
-    """log f(z) at z = E(x) - E(flip x): log σ(z)², or 2 z."""
+def _log_summand(delta, form):
+    """``log f(ΔE)``: ``2 log σ(-ΔE)`` or ``-ΔE / 2``."""
     if form == "sigmoid":
-        return 2 * F.logsigmoid(neg_delta)
+        return 2 * F.logsigmoid(-delta)
     if form == "exponential":
-        return 2 * neg_delta
+        return -0.5 * delta
     raise ValueError(f"form must be one of {_FORMS}, got {form!r}.")
+
+
+def _sigmoid_summand(delta):
+    s = torch.sigmoid(-delta)
+    f = s * s
+    return f, -2 * f * (1 - s)
+
+
+def _exponential_summand(delta):
+    f = torch.exp(-0.5 * delta)
+    return f, -0.5 * f
+
+
+_SUMMANDS = {"sigmoid": _sigmoid_summand, "exponential": _exponential_summand}
 
 
 def ratio_matching_loss(
     energy, x, *, generator=None, form="sigmoid", values=(0.0, 1.0)
 ):
-    """Exact ratio matching loss: all ``d`` flips of every sample at once.
+    """Exact ratio matching loss: all ``d`` flips of every sample.
 
     For pairwise energies (:class:`~skebm.energies.BoltzmannEnergy`) the flip
-    energies come from the quadratic form; any other energy is evaluated on
-    the ``n * d`` flipped copies in one batch.
+    energies come from the quadratic form; for
+    :class:`~skebm.energies.BinaryMLPEnergy` from its moved first-layer
+    pre-activations, with the gradient fused into the same pass; any other
+    energy is evaluated on the ``n * d`` flipped copies, in blocks.
 
     Parameters
     ----------
@@ -64,7 +87,8 @@ def ratio_matching_loss(
         deterministic.
     form : {"sigmoid", "exponential"}, default="sigmoid"
         ``"sigmoid"``: Hyvärinen's ``Σ_j σ(E(x) - E(flip_j x))²``;
-        ``"exponential"``: ``Σ_j exp(2 (E(x) - E(flip_j x)))`` (RMwGGIS code).
+        ``"exponential"``: ``Σ_j exp((E(x) - E(flip_j x)) / 2)``. Both have
+        the model as their minimizer (see the module docstring).
     values : tuple of two floats, default=(0.0, 1.0)
         The two values a unit takes.
 
@@ -82,8 +106,12 @@ def ratio_matching_loss(
     >>> ratio_matching_loss(flat, torch.tensor([[0.0, 1.0, 1.0]]))
     tensor(0.7500)
     """
+    if form not in _SUMMANDS:
+        raise ValueError(f"form must be one of {_FORMS}, got {form!r}.")
+    if hasattr(energy, "flip_loss"):
+        return energy.flip_loss(x, _SUMMANDS[form])
     delta = flip_energy_differences(energy, x, values=values)
-    return torch.exp(_log_summand(-delta, form)).sum(1).mean()
+    return torch.exp(_log_summand(delta, form)).sum(1).mean()
 
 
 def ggis_ratio_matching_loss(
@@ -98,12 +126,12 @@ def ggis_ratio_matching_loss(
     """Ratio matching estimated by gradient-guided importance sampling.
 
     ``n_flip_samples`` bits per sample are drawn, with replacement, from the
-    proposal ``q_j ∝ f(-ΔÊ_j)`` built from ``∂E/∂x`` at the relaxed input
+    proposal ``q_j ∝ f(ΔÊ_j)`` built from ``∂E/∂x`` at the relaxed input
     (``ΔÊ_j = (lo + hi - 2 x_j) ∂E/∂x_j``, ``f`` the form's summand) and
     importance weighted, so the loss is an unbiased estimate of
     :func:`ratio_matching_loss` (the proposal is held fixed in the gradient).
-    A step costs ``n_flip_samples + 1`` energy evaluations and one input
-    gradient per sample instead of ``d + 1`` evaluations.
+    A step costs ``n_flip_samples`` flips and one input gradient per sample
+    instead of ``d`` flips.
 
     Parameters
     ----------
@@ -143,14 +171,17 @@ def ggis_ratio_matching_loss(
         (grad,) = torch.autograd.grad(energy(xg).sum(), xg)
     step = (lo + hi) - 2 * x
     with torch.no_grad():
-        log_q = torch.log_softmax(_log_summand(-step * grad, form), dim=1)
+        log_q = torch.log_softmax(_log_summand(step * grad, form), dim=1)
         idx = torch.multinomial(
             log_q.exp(), n_flip_samples, replacement=True, generator=generator
         )  # (n, K)
         log_q_drawn = log_q.gather(1, idx)
-    flips = F.one_hot(idx, d).to(x.dtype) * step.gather(1, idx)[..., None]
-    flipped = x[:, None, :] + flips  # (n, K, d)
-    e_flipped = energy(flipped.reshape(n * n_flip_samples, d))
-    delta = e_flipped.reshape(n, n_flip_samples) - energy(x)[:, None]
-    terms = torch.exp(_log_summand(-delta, form) - log_q_drawn)
+    if hasattr(energy, "flip_differences_at"):
+        delta = energy.flip_differences_at(x, idx)
+    else:
+        flips = F.one_hot(idx, d).to(x.dtype) * step.gather(1, idx)[..., None]
+        flipped = x[:, None, :] + flips  # (n, K, d)
+        e_flipped = energy(flipped.reshape(n * n_flip_samples, d))
+        delta = e_flipped.reshape(n, n_flip_samples) - energy(x)[:, None]
+    terms = torch.exp(_log_summand(delta, form) - log_q_drawn)
     return terms.mean(1).mean()
