@@ -41,7 +41,7 @@ from .partition import (
     log_partition_ais_binary,
     log_partition_enumerate,
 )
-from .samplers import anneal_binary, exact_binary_draws, gibbs, importance_resample
+from .samplers import anneal_binary, exact_binary_draws, gibbs, systematic_resample
 
 # log Z by enumeration up to this many features (2^20 states) under "auto".
 _MAX_AUTO_ENUMERATION = 20
@@ -430,7 +430,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                     UserWarning,
                     stacklevel=2,
                 )
-            x = x[importance_resample(log_w, n_chains, generator=generator)].to(dtype)
+            x = x[systematic_resample(log_w, n_chains, generator=generator)].to(dtype)
         elif self.sampling_init == "data":
             init = summary["init_points"]
             x = torch.as_tensor(

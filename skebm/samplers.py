@@ -13,6 +13,7 @@ __all__ = [
     "mala",
     "random_walk_metropolis",
     "sample_gaussian",
+    "systematic_resample",
 ]
 
 
@@ -73,7 +74,7 @@ def importance_resample(
 
     Draws ``n_candidates`` points from ``q``, weighs each by
     ``exp(-E(x)) / q(x)`` (zero outside the domain), and draws ``n_samples``
-    of them with replacement in proportion to the weights. The mass of each
+    of them in proportion to the weights (:func:`systematic_resample`). The mass of each
     region, each mode included, is the target's up to an error of order
     ``1 / n_candidates`` wherever ``q`` covers it: unlike chains started at
     the data, which carry the data's mode masses, not the model's. Repeated
@@ -132,9 +133,7 @@ def importance_resample(
             "No proposal draw has a positive weight: the proposal puts no mass "
             "where the target lives (or inside the domain)."
         )
-    weights = torch.exp(log_w - log_w.max())
-    index = torch.multinomial(weights, n_samples, replacement=True, generator=generator)
-    return candidates[index]
+    return candidates[systematic_resample(log_w, n_samples, generator=generator)]
 
 
 def _energy_and_grad(energy, x):
@@ -954,7 +953,7 @@ def _anneal_groups(energy, bases, n_chains, *, n_steps, values, scan, generator)
     return out
 
 
-def importance_resample(log_w, n_samples, *, generator=None):
+def systematic_resample(log_w, n_samples, *, generator=None):
     """Indices drawn in proportion to importance weights (systematic).
 
     Systematic resampling: one uniform offset, ``n_samples`` evenly spaced
@@ -979,9 +978,9 @@ def importance_resample(log_w, n_samples, *, generator=None):
     Examples
     --------
     >>> import torch
-    >>> from skebm.samplers import importance_resample
+    >>> from skebm.samplers import systematic_resample
     >>> log_w = torch.log(torch.tensor([0.1, 0.0, 0.9], dtype=torch.float64))
-    >>> idx = importance_resample(log_w, 10, generator=torch.Generator().manual_seed(0))
+    >>> idx = systematic_resample(log_w, 10, generator=torch.Generator().manual_seed(0))
     >>> torch.bincount(idx, minlength=3).tolist()
     [1, 0, 9]
     """

@@ -26,7 +26,7 @@ from skebm.partition import (
     log_partition_ais_binary,
     log_partition_enumerate,
 )
-from skebm.samplers import anneal_binary, gibbs, importance_resample
+from skebm.samplers import anneal_binary, gibbs, systematic_resample
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -381,14 +381,14 @@ def test_annealed_chains_resampled_are_draws_from_the_model(kind):
                              n_chains=4000, n_steps=30, generator=gen)
     estimate = importance_estimate(log_w)
     assert abs(estimate.log_z - exact) < 3 * estimate.stderr + 1e-3
-    sample = x[importance_resample(log_w, 4000, generator=gen)].numpy()
+    sample = x[systematic_resample(log_w, 4000, generator=gen)].numpy()
     mean = np.exp(log_p) @ states
     np.testing.assert_allclose(sample.mean(0), mean, atol=0.04)
 
 
-def test_importance_resample_follows_the_weights():
+def test_systematic_resample_follows_the_weights():
     log_w = torch.log(torch.tensor([0.5, 0.25, 0.0, 0.25], dtype=torch.float64))
-    idx = importance_resample(log_w + 3.0, 1000,
+    idx = systematic_resample(log_w + 3.0, 1000,
                               generator=torch.Generator().manual_seed(0))
     np.testing.assert_array_equal(np.bincount(idx.numpy(), minlength=4),
                                   [500, 250, 0, 250])
