@@ -50,7 +50,7 @@ _HEAD_SIZE = 32
 # 1e-5 nats) is far below the differences between epochs.
 _MONITOR_PANELS = 4
 # Panels tried for the fitted model, coarsest first: the first whose log p
-# changes by less than the tolerance when the panels are doubled is kept.
+# changes by less than the tolerance when the panels are quadrupled is kept.
 _PANEL_CHOICES = (4, 8, 16, 32)
 _QUADRATURE_TOL = 1e-6
 # log p above this error (nats per row) is worth a warning.
@@ -202,7 +202,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
     log_partition_std_ : float
         The quadrature error: the largest change of ``log p(x)`` (a sum of
         ``n_features`` per-row ``log Z_i``) when the quadrature's nodes are
-        doubled, over up to 1000 training rows and 256 draws from the base.
+        quadrupled, over up to 1000 training rows and 256 draws from the base.
     log_partition_ess_ : float
         ``inf`` (no sampling is involved).
     log_partition_method_ : str
@@ -580,9 +580,9 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
 
         The model is normalized row by row, so log Z is 0. The error of
         ``log p`` is measured on training rows and draws from the base, as the
-        change when the panels are doubled; the coarsest panels within
+        change when the panels are quadrupled; the coarsest panels within
         ``_QUADRATURE_TOL`` (looser in float32, whose rounding it would not
-        beat) are kept.
+        beat) are kept, or the finest tried.
         """
         generator = make_generator(seed, device)
         rows = torch.as_tensor(summary["init_points"], device=device, dtype=dtype)
@@ -593,22 +593,25 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
                 draws = draws[domain.contains(draws)]
             x = torch.cat([rows, draws])[:, energy.order]
             tol = max(_QUADRATURE_TOL, 100 * torch.finfo(dtype).eps * energy.n_features)
-            coarse = energy.log_normalizers(x, n_panels=_PANEL_CHOICES[0]).sum(1)
+            sums = {}
+
+            def log_p_offset(n_panels):  # the per-row sum of the log Z_i
+                if n_panels not in sums:
+                    sums[n_panels] = energy.log_normalizers(x, n_panels=n_panels).sum(1)
+                return sums[n_panels]
+
             for n_panels in _PANEL_CHOICES:
-                fine = energy.log_normalizers(x, n_panels=2 * n_panels).sum(1)
-                error = float((fine - coarse).abs().max())
+                error = (log_p_offset(n_panels) - log_p_offset(4 * n_panels)).abs()
+                error = float(error.max())
                 if error <= tol:
                     break
-                coarse = fine
-            else:
-                n_panels = 2 * _PANEL_CHOICES[-1]
         energy.n_panels = n_panels
         if error > _QUADRATURE_WARN:
             warnings.warn(
                 LogPartitionWarning(
                     f"{type(self).__name__}: the quadrature of the conditionals' "
                     f"normalizers changes log p by up to {error:.3g} nats when its "
-                    f"nodes are doubled ({n_panels} panels per component). The "
+                    f"nodes are quadrupled ({n_panels} panels per component). The "
                     "correction varies on scales finer than its base; try a larger "
                     "alpha or fewer epochs.",
                     ess=math.inf,

@@ -659,7 +659,7 @@ class AutoregressiveCorrectedEnergy(nn.Module):
             own = ctx.clone()
             if columns.dim() == 0:
                 own[:, columns] = nodes.reshape(-1)
-                return corr.conditional_energies(ctx, own)[:, columns]
+                return corr.conditional_energies(ctx, own)[:, columns].reshape(-1, m)
             own[:, columns] = nodes.transpose(1, 2).reshape(-1, len(columns))
             out = corr.conditional_energies(ctx, own)[:, columns]
             return out.reshape(-1, m, len(columns)).transpose(1, 2)
@@ -692,7 +692,7 @@ class AutoregressiveCorrectedEnergy(nn.Module):
         n_nodes = self.base.n_components * n_panels * GAUSS_LEGENDRE_ORDER
         step = self._rows_per_chunk(n_nodes)
         # Coordinate 0 has no context: one normalizer serves every row.
-        shared = upper is None and x.shape[0] > 1
+        shared = upper is None and x.shape[0] > 1 and self.n_features > 1
         first = self._log_normalizers(x[:1], n_panels, None) if shared else None
         out = []
         for start in range(0, x.shape[0], step):
