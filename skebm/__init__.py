@@ -1,5 +1,6 @@
 """skebm: energy-based density estimation for scikit-learn."""
 
+from ._autoregressive import AutoregressiveScoreMatchingDensity
 from ._binary import RatioMatchingBinary
 from ._energy_discrepancy import EnergyDiscrepancyDensity
 from ._ising import PseudoLikelihoodIsing
@@ -8,6 +9,7 @@ from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 __version__ = "0.1.0"
 
 __all__ = [
+    "AutoregressiveScoreMatchingDensity",
     "EnergyDiscrepancyDensity",
     "PseudoLikelihoodIsing",
     "RatioMatchingBinary",

@@ -15,12 +15,20 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.preprocessing import StandardScaler
 
-from . import EnergyDiscrepancyDensity, ScoreMatchingDensity, SlicedScoreMatchingDensity
+from . import (
+    AutoregressiveScoreMatchingDensity,
+    EnergyDiscrepancyDensity,
+    ScoreMatchingDensity,
+    SlicedScoreMatchingDensity,
+)
 from .datasets import TOY_DENSITIES, toy_log_density
 from .metrics import mean_log_likelihood_scorer
 
 # The skebm estimators the main job runs, by command-line name.
 ESTIMATORS = {
+    "autoregressive": lambda seed: AutoregressiveScoreMatchingDensity(
+        random_state=seed
+    ),
     "energy_discrepancy": lambda seed: EnergyDiscrepancyDensity(random_state=seed),
     "score_matching": lambda seed: ScoreMatchingDensity(random_state=seed),
     "sliced_score_matching": lambda seed: SlicedScoreMatchingDensity(random_state=seed),

@@ -73,7 +73,7 @@ def _n_parameters(n_components, covariance_type, n_features):
     return n_components * (1 + n_features + per_component[covariance_type])
 
 
-def select_base(spec, X, folds, *, seed):
+def select_base(spec, X, folds, *, seed, covariance_types=_COVARIANCE_TYPES):
     """The unfitted mixture that ``base=spec`` stands for, chosen on ``folds``.
 
     For ``"gmm"``, each covariance type's number of components grows along a
@@ -93,6 +93,8 @@ def select_base(spec, X, folds, *, seed):
         Where candidates are fitted and scored (``"gmm"`` only).
     seed : int
         Seeds the mixtures' initialization.
+    covariance_types : tuple of str, default=("full", "diag")
+        The covariance types ``"gmm"`` tries.
 
     Returns
     -------
@@ -108,7 +110,7 @@ def select_base(spec, X, folds, *, seed):
     max_components = max(1, smallest_train // _ROWS_PER_COMPONENT)
     grid = [k for k in _COMPONENT_GRID if k <= max_components]
     candidates = []  # (n_parameters, mixture, held-out scores)
-    for covariance_type in _COVARIANCE_TYPES:
+    for covariance_type in covariance_types:
         type_best, misses = -np.inf, 0
         for k in grid:
             candidate = _mixture(k, covariance_type, reg_covar, seed)

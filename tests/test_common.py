@@ -3,6 +3,7 @@
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skebm import (
+    AutoregressiveScoreMatchingDensity,
     EnergyDiscrepancyDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
@@ -18,6 +19,9 @@ FAST = dict(
     n_ais_steps=20,
     n_sampling_steps=10,
 )
+
+# The autoregressive estimator has no AIS or MCMC parameters.
+AR_FAST = dict(hidden_layer_sizes=(8,), max_iter=3)
 
 # The binary estimators binarize at 0 by default (as BernoulliNB), so the
 # checks' continuous data is valid input.
@@ -38,6 +42,10 @@ ESTIMATORS = [
     SlicedScoreMatchingDensity(method="finite_difference", n_projections=2, **FAST),
     EnergyDiscrepancyDensity(n_negatives=4, **FAST),
     EnergyDiscrepancyDensity(energy="quadratic", n_negatives=4, max_iter=5),
+    AutoregressiveScoreMatchingDensity(**AR_FAST),
+    AutoregressiveScoreMatchingDensity(
+        domain="nonnegative", order="reversed", base="gaussian", **AR_FAST
+    ),
 ]
 
 

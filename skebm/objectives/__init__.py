@@ -5,6 +5,10 @@ batch ``x`` as a scalar tensor that can be differentiated in the energy's
 parameters.
 """
 
+from .composite_score_matching import (
+    composite_score_matching_loss,
+    conditional_derivatives,
+)
 from .energy_discrepancy import energy_discrepancy_loss, gaussian_negatives
 from .pseudo_likelihood import pseudo_log_likelihood
 from .ratio_matching import ggis_ratio_matching_loss, ratio_matching_loss
@@ -20,6 +24,8 @@ from .sliced_score_matching import (
 )
 
 __all__ = [
+    "composite_score_matching_loss",
+    "conditional_derivatives",
     "energy_discrepancy_loss",
     "energy_gradient",
     "exact_score_matching_loss",
