@@ -10,6 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skebm import (
+    AutoregressiveScoreMatchingDensity,
     EnergyDiscrepancyDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
@@ -34,6 +35,9 @@ ESTIMATORS = {
     "EnergyDiscrepancyDensity": lambda: EnergyDiscrepancyDensity(**SMALL),
     "ScoreMatchingDensity(base=None)": lambda: ScoreMatchingDensity(
         base=None, **SMALL
+    ),
+    "AutoregressiveScoreMatchingDensity": lambda: AutoregressiveScoreMatchingDensity(
+        **SMALL
     ),
     "RatioMatchingBinary": lambda: RatioMatchingBinary(**SMALL),
     "PseudoLikelihoodIsing": lambda: PseudoLikelihoodIsing(),

@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skebm import (
+    AutoregressiveScoreMatchingDensity,
     EnergyDiscrepancyDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
@@ -65,6 +66,7 @@ ESTIMATORS = [
     SlicedScoreMatchingDensity(base=None, **SMALL),
     EnergyDiscrepancyDensity(**SMALL),
     ScoreMatchingDensity(domain=(-10.0, 10.0), **SMALL),
+    AutoregressiveScoreMatchingDensity(**SMALL),
     RatioMatchingBinary(**SMALL),
     PseudoLikelihoodIsing(),
 ]
