@@ -125,6 +125,16 @@ def _readable_parameters(energy):
     return {}
 
 
+# Fitted attributes that a fit may leave to their first use
+# (_BaseEnergyDensity._defers_log_partition).
+_DEFERRED_ATTRIBUTES = (
+    "log_partition_",
+    "log_partition_std_",
+    "log_partition_ess_",
+    "log_partition_method_",
+)
+
+
 def _warn_unreliable_log_partition(estimator, estimate, method):
     """Say that ``log_partition_std_`` cannot be trusted, and what to do."""
     name = type(estimator).__name__
@@ -425,19 +435,14 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         )
         energy.eval()
         summary = self._data_summary(X, rng)
-        log_z_task = task.subtask("log Z")
-        estimate, method = self._estimate_log_partition(
-            energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
-        )
-        log_z_task.end()
-        log_z, log_z_std = estimate
-        if not math.isfinite(log_z):
-            raise ValueError(
-                f"The fitted energy is not normalizable: log Z estimated by {method} "
-                f"is {log_z}. Try a larger alpha, fewer epochs, or standardized data."
+        deferred = self._defers_log_partition(n_features)
+        if not deferred:
+            log_z_task = task.subtask("log Z")
+            estimate, method = self._estimate_log_partition(
+                energy, summary, domain, seed=seed_log_z, device=device, dtype=dtype
             )
-        if self.verbose:
-            print(f"log Z = {log_z:.6f} +/- {log_z_std:.2g} ({method})")
+            log_z_task.end()
+            self._check_log_partition(estimate, method)
 
         self.energy_ = energy.to("cpu")
         self.loss_curve_ = result.loss_curve
@@ -446,10 +451,15 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         )
         self.best_loss_ = result.best_loss
         self.n_iter_ = result.n_iter
-        self.log_partition_ = log_z
-        self.log_partition_std_ = log_z_std
-        self.log_partition_ess_ = estimate.ess
-        self.log_partition_method_ = method
+        if deferred:
+            # Estimated on first use (see _DEFERRED_ATTRIBUTES): deterministic
+            # from this seed whenever that happens, pickled with the model.
+            self._deferred_log_partition = {"seed": seed_log_z}
+            for name in _DEFERRED_ATTRIBUTES:
+                self.__dict__.pop(name, None)
+        else:
+            self.__dict__.pop("_deferred_log_partition", None)
+            self._set_log_partition(estimate, method)
         self.domain_ = domain
         self._fit_summary = summary
         self._fit_dtype = dtype
@@ -457,7 +467,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             setattr(self, name, value)
         task.end(X=X, fitted={})
 
-        if not estimate.reliable:
+        if not deferred and not estimate.reliable:
             _warn_unreliable_log_partition(self, estimate, method)
         if not result.converged:
             warnings.warn(
@@ -702,9 +712,67 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         )
         return estimate, method
 
+    def _defers_log_partition(self, n_features):
+        """Whether ``fit`` leaves log Z to its first use (see ``__getattr__``).
+
+        The continuous estimators estimate it in ``fit``: from their base it
+        is a small share of the fit, and a non-normalizable energy must fail
+        there."""
+        return False
+
+    def _check_log_partition(self, estimate, method):
+        log_z, log_z_std = estimate
+        if not math.isfinite(log_z):
+            raise ValueError(
+                f"The fitted energy is not normalizable: log Z estimated by {method} "
+                f"is {log_z}. Try a larger alpha, fewer epochs, or standardized data."
+            )
+        if self.verbose:
+            print(f"log Z = {log_z:.6f} +/- {log_z_std:.2g} ({method})")
+
+    def _set_log_partition(self, estimate, method):
+        self.log_partition_ = estimate[0]
+        self.log_partition_std_ = estimate[1]
+        self.log_partition_ess_ = estimate.ess
+        self.log_partition_method_ = method
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: a log Z attribute of a fit
+        # that deferred it is estimated now, once, and then stored as a plain
+        # attribute. Everything else (and anything during unpickling, when
+        # __dict__ is still empty) is a normal AttributeError.
+        job = self.__dict__.get("_deferred_log_partition")
+        if name not in _DEFERRED_ATTRIBUTES or job is None:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{name}'"
+            )
+        self._estimate_deferred_log_partition(job)
+        return self.__dict__[name]
+
+    @limit_threads
+    def _estimate_deferred_log_partition(self, job):
+        device = resolve_device(self.device, strict=False)
+        energy = (
+            self.energy_
+            if device.type == "cpu"
+            else copy.deepcopy(self.energy_).to(device)
+        )
+        estimate, method = self._estimate_log_partition(
+            energy, self._fit_summary, self.domain_, seed=job["seed"],
+            device=device, dtype=self._fit_dtype,
+        )
+        self._check_log_partition(estimate, method)
+        self._set_log_partition(estimate, method)
+        self.__dict__.pop("_deferred_log_partition", None)
+        if not estimate.reliable:
+            _warn_unreliable_log_partition(self, estimate, method)
+
     # -------------------------------------------------------------- scoring
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "energy_") and hasattr(self, "log_partition_")
+        state = vars(self)
+        return "energy_" in state and (
+            "log_partition_" in state or "_deferred_log_partition" in state
+        )
 
     def _eval_negative_energy(self, X):
         device = resolve_device(self.device, strict=False)

@@ -297,7 +297,7 @@ def test_joblib_round_trip(tmp_path, lattice_4x4):
         dict(),  # annealed importance samples, resampled, then Gibbs
         dict(n_sweeps=30, sampling_init="noise"),  # short-run chains from noise
         dict(n_sweeps=30, sampling_init="noise", n_sampling_chains=50),  # persistent
-        dict(n_sweeps=30, sampling_init="data", scan="random"),
+        dict(n_sweeps=100, sampling_init="data", scan="random"),
     ],
     ids=["annealed", "noise", "persistent", "data"],
 )
