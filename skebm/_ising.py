@@ -776,7 +776,9 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
     Input in {0, 1} is mapped to spins (0 → -1, 1 → +1) and :meth:`sample`
     answers in the encoding of the training data. ``log_partition_`` is exact
     (enumeration of the ``2^d`` states) for ``n_features <= 20`` and estimated
-    by annealed importance sampling with Gibbs transitions above.
+    by annealed importance sampling with Gibbs transitions above, when first
+    needed (:meth:`score`, :meth:`score_samples`, :meth:`sample` or reading a
+    ``log_partition_*`` attribute; see :class:`RatioMatchingBinary`).
 
     Parameters
     ----------
@@ -868,7 +870,8 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
     kkt_residual_ : float
         The KKT residual at the solution (at most ``tol`` when converged).
     log_partition_ : float
-        log Z of ``exp(-energy_)`` over ``{-1, +1}^d``.
+        log Z of ``exp(-energy_)`` over ``{-1, +1}^d``. Above 20 features,
+        estimated on first access (as are the three attributes below).
     log_partition_std_ : float
         Its standard error (0 for enumeration).
     log_partition_ess_ : float

@@ -6,8 +6,10 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
+from sklearn.utils.validation import check_is_fitted
 
 import skebm._binary
 import skebm.energies
@@ -560,6 +562,39 @@ def test_ais_used_above_twenty_features_and_joblib_round_trip(tmp_path):
     np.testing.assert_array_equal(
         loaded.pseudo_log_likelihood(X), est.pseudo_log_likelihood(X)
     )
+
+
+def test_ais_log_partition_is_deferred_to_first_use_and_deterministic(tmp_path):
+    # fit only trains; log Z is estimated on first use, the same whenever
+    # (and wherever: before or after pickling) that happens.
+    X = (np.random.RandomState(1).rand(300, 24) < 0.3).astype(np.float64)
+    kw = dict(energy="boltzmann", max_iter=3, n_ais_chains=64, n_ais_steps=30,
+              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = RatioMatchingBinary(**kw).fit(X)
+        small = RatioMatchingBinary(**kw).fit(X[:, :12])
+    assert "log_partition_" not in vars(est) and "_deferred_log_partition" in vars(est)
+    assert "log_partition_" in vars(small)  # enumeration stays in fit
+    check_is_fitted(est)
+    assert "log_partition_" not in vars(est)  # checking does not estimate
+    joblib.dump(est, tmp_path / "m.joblib")
+    log_z = est.log_partition_
+    assert est.log_partition_method_ == "ais" and "log_partition_" in vars(est)
+    assert "_deferred_log_partition" not in vars(est)
+    loaded = joblib.load(tmp_path / "m.joblib")
+    np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+    assert loaded.log_partition_ == log_z
+    # A refit with the same seed gives the same log Z, and a refit with
+    # enumeration-sized data forgets the deferred estimate.
+    assert clone(est).fit(X).log_partition_ == log_z
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X[:, :12])
+    assert "_deferred_log_partition" not in vars(est)
+    assert est.log_partition_method_ == "exact"
+    with pytest.raises(AttributeError):
+        RatioMatchingBinary().log_partition_  # noqa: B018
 
 
 def test_grid_search_selects_by_held_out_log_likelihood():
