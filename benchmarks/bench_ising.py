@@ -261,7 +261,8 @@ def per_spin_logistic(X, alpha):
 
 
 def part_whole_fit(sides):
-    print("\nwhole fit: PseudoLikelihoodIsing() (log Z included) vs d per-spin "
+    print("\nwhole fit: PseudoLikelihoodIsing() (log Z: enumeration in fit up to 20 "
+          "spins, AIS on first use above) vs d per-spin "
           "LogisticRegression(l2, C=8/(alpha n)), one thread")
     print(f"{'d':>5}{'n':>7}{'fit s':>8}{'solve s':>9}{'log Z':>7}{'d x LR s':>10}"
           f"{'LR / fit':>10}{'LR / solve':>12}")
