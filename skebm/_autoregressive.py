@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._continuous import _CORRECTION_BOUND
-from ._mixture_base import fit_base, mixture_to_torch, select_base
+from ._mixture_base import mixture_to_torch, select_base
 from ._score_matching import _BaseScoreMatching
 from ._torch_utils import (
     draw_seed,
@@ -25,7 +25,6 @@ from ._torch_utils import (
     resolve_device,
     to_numpy,
 )
-from ._training import TrainingResult
 from .base_densities import GaussianMixtureBase
 from .domains import Box
 from .energies import (
@@ -456,7 +455,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
             mixture = None
         else:
             order = self._resolve_order(d, seed_init)
-            correction = None
+            base_fitted = correction = None
         folds = self._validation_folds(n_samples, seed_train)
         if previous is None:
             base_task = task.subtask("base density")
@@ -521,49 +520,25 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
                     "domain_": domain,
                 }
 
-            if train.get("max_iter", 1) > 0:
-                result = self._train(
-                    correction,
-                    objective,
-                    X_model[rows],
-                    seed=seed_train,
-                    device=device,
-                    dtype=train_dtype,
-                    task=task,
-                    score_X=score_X,
-                    snapshot=snapshot,
-                    **train,
-                )
-            else:
-                result = TrainingResult(converged=True)
+            result = self._train(
+                correction,
+                objective,
+                X_model[rows],
+                seed=seed_train,
+                device=device,
+                dtype=train_dtype,
+                task=task,
+                score_X=score_X,
+                snapshot=snapshot,
+                **train,
+            )
             return correction, result
 
-        if not self.early_stopping:
-            if mixture is not None:
-                base_fitted = fit_base(mixture, X)
-            correction, result = fit_correction(
-                np.arange(n_samples), None, base_fitted, correction
-            )
-        elif len(folds) == 1 or previous is not None:
-            train, val = folds[0]
-            if mixture is not None:
-                base_fitted = fit_base(mixture, X[train])
-            correction, result = fit_correction(train, val, base_fitted, correction)
-        else:
-            base_fitted, correction, result = self._cross_fit(
-                X, folds, mixture, fit_correction
-            )
+        base_fitted, correction, result = self._fit_on_splits(
+            X, folds, mixture, base_fitted, correction, fit_correction
+        )
         energy = assemble(base_fitted, correction, dtype, _PANEL_CHOICES[0])
-        scores = result.validation_score_curve or None
-        fitted = {
-            "base_": base_fitted,
-            "order_": order,
-            "validation_loss_curve_": None,
-            "validation_scores_": scores,
-            "best_validation_score_": (
-                None if scores is None else scores[result.best_iter]
-            ),
-        }
+        fitted = {**self._validation_attributes(base_fitted, result), "order_": order}
         return energy, result, fitted
 
     def _previous_fit(self, n_features):

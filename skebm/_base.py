@@ -28,7 +28,7 @@ from ._torch_utils import (
     to_numpy,
     torch_dtype_for,
 )
-from ._training import train_minibatch
+from ._training import TrainingResult, train_minibatch
 from .energies import (
     ACTIVATIONS,
     LinearInParametersEnergy,
@@ -592,6 +592,9 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             verbose=self.verbose,
         )
         options.update(overrides)
+        if options["max_iter"] == 0:
+            # Zero epochs (cross-fitting chose the base alone): nothing to run.
+            return TrainingResult(converged=True)
         task = Task(self, None) if task is None else task
         training = task.subtask(task_name, max_subtasks=options["max_iter"])
         epochs = {}

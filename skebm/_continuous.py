@@ -22,7 +22,6 @@ from sklearn.utils._param_validation import StrOptions
 from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
 from ._mixture_base import fit_base, mixture_to_torch, select_base
 from ._torch_utils import EVAL_CHUNK_SIZE, as_tensor, make_generator
-from ._training import TrainingResult
 from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
 from .partition import log_partition_ais, log_partition_importance
@@ -162,7 +161,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             base_task = task.subtask("base density")
             mixture = select_base(self.base, X, folds, seed=seed_init)
             base_task.end()
-            correction = None
+            base_fitted = correction = None
 
         # The correction trains in float32 whatever the data's dtype: twice as
         # fast as float64 on the CPU at the same held-out likelihood; the
@@ -207,42 +206,53 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                     "domain_": domain,
                 }
 
-            if train.get("max_iter", 1) > 0:
-                result = self._train(
-                    correction,
-                    partial(self._objective(), base=base),
-                    X[rows],
-                    seed=seed_train,
-                    device=device,
-                    dtype=train_dtype,
-                    task=task,
-                    score_X=None if val_rows is None else X[val_rows],
-                    snapshot=snapshot,
-                    **train,
-                )
-            else:
-                result = TrainingResult(converged=True)
+            result = self._train(
+                correction,
+                partial(self._objective(), base=base),
+                X[rows],
+                seed=seed_train,
+                device=device,
+                dtype=train_dtype,
+                task=task,
+                score_X=None if val_rows is None else X[val_rows],
+                snapshot=snapshot,
+                **train,
+            )
             return correction, result
 
-        if not self.early_stopping:
-            if mixture is not None:
-                base_fitted = fit_base(mixture, X)
-            correction, result = fit_correction(
-                np.arange(len(X)), None, base_fitted, correction
-            )
-        elif len(folds) == 1 or previous is not None:
-            train, val = folds[0]
-            if mixture is not None:
-                base_fitted = fit_base(mixture, X[train])
-            correction, result = fit_correction(train, val, base_fitted, correction)
-        else:
-            base_fitted, correction, result = self._cross_fit(
-                X, folds, mixture, fit_correction
-            )
+        base_fitted, correction, result = self._fit_on_splits(
+            X, folds, mixture, base_fitted, correction, fit_correction
+        )
         base = mixture_to_torch(base_fitted).to(device=device, dtype=dtype)
         energy = BaseCorrectedEnergy(base, correction.to(dtype=dtype))
+        return energy, result, self._validation_attributes(base_fitted, result)
+
+    def _fit_on_splits(
+        self, X, folds, mixture, base_fitted, correction, fit_correction
+    ):
+        """Fit a base and its correction as ``early_stopping`` asks.
+
+        Without early stopping, on all of ``X``; with one validation split
+        (or under ``warm_start``), on its training rows; else by
+        cross-fitting (:meth:`_cross_fit`). ``mixture`` is the unfitted base,
+        fitted here on the rows trained on; None keeps ``base_fitted`` (warm
+        start). ``fit_correction(rows, val_rows, base_fitted, correction,
+        **train)`` trains one correction. Returns ``(base_fitted, correction,
+        TrainingResult)``.
+        """
+        if self.early_stopping and len(folds) > 1 and mixture is not None:
+            return self._cross_fit(X, folds, mixture, fit_correction)
+        rows, val_rows = folds[0] if self.early_stopping else (np.arange(len(X)), None)
+        if mixture is not None:
+            base_fitted = fit_base(mixture, X[rows])
+        correction, result = fit_correction(rows, val_rows, base_fitted, correction)
+        return base_fitted, correction, result
+
+    @staticmethod
+    def _validation_attributes(base_fitted, result):
+        """The fitted attributes of a base and of the epochs' selection."""
         scores = result.validation_score_curve or None
-        fitted = {
+        return {
             "base_": base_fitted,
             # Epochs are chosen by log-likelihood, not by a validation loss.
             "validation_loss_curve_": None,
@@ -251,7 +261,6 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 None if scores is None else scores[result.best_iter]
             ),
         }
-        return energy, result, fitted
 
     def _cross_fit(self, X, folds, mixture, fit_correction):
         """Choose the number of epochs over all folds, then refit on all of X.
