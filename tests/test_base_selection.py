@@ -5,13 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.datasets import load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from skebm import (
     EnergyDiscrepancyDensity,
