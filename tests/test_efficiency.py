@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import skebm.metrics
 from skebm import PseudoLikelihoodIsing, ScoreMatchingDensity
 from skebm._efficiency import (
     gaussian_quadratic_covariance,
@@ -334,3 +335,43 @@ def test_pseudo_likelihood_excludes_constant_spins_and_l1_zeros():
     assert set(diagnostic.excluded) == {"h[0]", *zero}
     assert np.all(diagnostic.covariance[0] == 0)
     assert len(diagnostic.variance_ratios) == 21 - len(diagnostic.excluded)
+
+
+def test_sampled_ising_fisher_agrees_with_enumeration(monkeypatch):
+    X = curie_weiss(8, 1.0, 4000, seed=2)
+    est = PseudoLikelihoodIsing(alpha=0.0).fit(X)
+    exact = pseudo_likelihood_efficiency(est, X, warn_above=None)
+    monkeypatch.setattr(skebm.metrics, "_MAX_ENUMERATED_SPINS", 0)
+    sampled = pseudo_likelihood_efficiency(
+        est, X, n_model_samples=40000, random_state=0, warn_above=None
+    )
+    assert (exact.ml_method, sampled.ml_method) == ("exact", "sampling")
+    # Same sandwich; the Fisher information from 40000 draws of 36 statistics.
+    np.testing.assert_array_equal(exact.covariance, sampled.covariance)
+    assert sampled.mean_variance_ratio == pytest.approx(
+        exact.mean_variance_ratio, rel=0.03
+    )
+    np.testing.assert_allclose(
+        np.diag(sampled.ml_covariance), np.diag(exact.ml_covariance), rtol=0.1
+    )
+
+
+@pytest.mark.slow
+def test_annealed_gibbs_fisher_on_a_lattice():
+    from skebm.datasets import make_ising_lattice
+
+    J, h = make_ising_lattice(5, coupling_range=(0.2, 0.4), field_scale=0.2,
+                              random_state=0)
+    energy = IsingEnergy(25).double()
+    energy.set_parameters(torch.as_tensor(h), torch.as_tensor(J))
+    from skebm.samplers import gibbs
+
+    x0 = torch.where(torch.rand(4000, 25, generator=torch.Generator().manual_seed(0))
+                     < 0.5, -1.0, 1.0).double()
+    X = gibbs(energy, x0, n_sweeps=200, values=(-1.0, 1.0),
+              generator=torch.Generator().manual_seed(1)).numpy()
+    est = PseudoLikelihoodIsing(alpha=0.0, random_state=0).fit(X)
+    diagnostic = pseudo_likelihood_efficiency(est, X, random_state=0)
+    assert diagnostic.ml_method == "sampling"
+    # Weak couplings, far from critical: nearly as efficient as ML.
+    assert diagnostic.mean_variance_ratio < 1.2
