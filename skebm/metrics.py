@@ -240,9 +240,9 @@ class EfficiencyDiagnostic:
         efficient as maximum likelihood).
     mean_variance_ratio : float
         The mean of ``variance_ratios``, ``tr(I C) / k`` with ``I`` the Fisher
-        information: linear in both estimated matrices, so it is not biased
-        upwards when there are few samples per parameter, as the largest
-        ratio is.
+        information: linear in the Fisher information and in the gradient
+        covariance, so, unlike the largest ratio, it is hardly biased
+        upwards when there are few samples per parameter.
     trace_ratio : float
         ``tr(covariance) / tr(ml_covariance)`` (depends on the
         parameterization).

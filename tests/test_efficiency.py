@@ -239,6 +239,11 @@ def test_sandwich_predicts_the_spread_of_repeated_fits(case):
     diagnostic = score_matching_efficiency(est, big, warn_above=None)
     predicted = diagnostic.covariance * len(big) / n
     fits = _repeated_fits(energy.powers, samples, weighted=domain is not None)
+    # The hand-written solve is the estimator's (alpha=0) on the same data.
+    np.testing.assert_allclose(
+        _repeated_fits(energy.powers, big.T, weighted=domain is not None)[0],
+        est.coef_, rtol=1e-6,
+    )
     observed = np.cov(fits.T)
     # A variance from 2000 fits has a relative standard error of 3%; the
     # sandwich is asymptotic (here n = 400) and estimated from 20000 rows.
@@ -375,3 +380,22 @@ def test_annealed_gibbs_fisher_on_a_lattice():
     assert diagnostic.ml_method == "sampling"
     # Weak couplings, far from critical: nearly as efficient as ML.
     assert diagnostic.mean_variance_ratio < 1.2
+
+
+@pytest.mark.slow
+def test_pseudo_likelihood_sandwich_predicts_repeated_fits():
+    n, n_fits, d, beta = 1000, 150, 5, 1.5
+    big = curie_weiss(d, beta, 20000, seed=0)
+    est = PseudoLikelihoodIsing(alpha=0.0).fit(big)
+    diagnostic = pseudo_likelihood_efficiency(est, big, warn_above=None)
+    rows, cols = np.triu_indices(d, 1)
+    fits = []
+    for r in range(n_fits):
+        fit = PseudoLikelihoodIsing(alpha=0.0).fit(curie_weiss(d, beta, n, seed=r + 1))
+        fits.append(np.concatenate([fit.fields_, fit.couplings_[rows, cols]]))
+    observed = np.cov(np.array(fits).T)
+    predicted = diagnostic.covariance * len(big) / n
+    # 150 fits: a variance's relative standard error is 12 %.
+    ratio = np.diag(observed) / np.diag(predicted)
+    assert 0.6 < ratio.min() and ratio.max() < 1.5, ratio
+    assert 0.85 < ratio.mean() < 1.15, ratio
