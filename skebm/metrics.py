@@ -215,7 +215,9 @@ class EfficiencyDiagnostic:
         Maximum likelihood's: the inverse Fisher information of the fitted
         model, divided by ``n_samples``.
     variance_ratios : ndarray of shape (n_identified,)
-        The generalized eigenvalues, largest first.
+        The generalized eigenvalues, largest first: one per direction of
+        the parameters that the objective determines (fewer than the
+        parameters when statistics are constant or linearly dependent).
     worst_direction : ndarray of shape (n_parameters,)
         The unit vector ``c`` of the largest ratio.
     n_samples : int

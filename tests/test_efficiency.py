@@ -302,6 +302,25 @@ def test_constant_statistic_is_excluded():
     np.testing.assert_allclose(diagnostic.variance_ratios, 1.0, atol=0.1)
 
 
+class Duplicated(LinearInParametersEnergy):
+    def __init__(self):
+        super().__init__(n_statistics=3)
+
+    def statistics(self, x):
+        return torch.cat([x, 2 * x, x**2], dim=1)
+
+
+def test_dependent_statistics_leave_one_direction_out():
+    # theta_0 x + theta_1 2x: only theta_0 + 2 theta_1 is determined; no single
+    # parameter is excluded, but one direction is.
+    X = np.random.RandomState(0).normal(size=(3000, 1))
+    est = ScoreMatchingDensity(energy=Duplicated()).fit(X)
+    diagnostic = score_matching_efficiency(est, X)
+    assert diagnostic.excluded == []
+    assert len(diagnostic.variance_ratios) == 2
+    np.testing.assert_allclose(diagnostic.variance_ratios, 1.0, atol=0.1)
+
+
 # ---------------------------------------------------------- pseudo-likelihood
 def test_pseudo_likelihood_is_ml_for_independent_spins():
     X = curie_weiss(8, 0.0, 5000, seed=0)
