@@ -44,6 +44,11 @@ from .energies import LinearInParametersEnergy, QuadraticEnergy
 # samples, which PseudoLikelihoodIsing.sample draws exactly (by enumeration)
 # up to 20 spins and with annealed Gibbs chains above.
 _MAX_ENUMERATED_SPINS = 16
+# PseudoLikelihoodIsing.sample draws exactly (by enumeration) up to this many
+# spins; above, the Fisher information takes consecutive sweeps of annealed
+# chains, this many per chain.
+_MAX_EXACT_DRAW_SPINS = 20
+_SWEEPS_PER_CHAIN = 10
 
 __all__ = [
     "EfficiencyDiagnostic",
@@ -621,7 +626,9 @@ def pseudo_likelihood_efficiency(
     fitted model, summed over the ``2^d`` states for ``n_features <= 16``, and
     above from ``n_model_samples`` draws of
     :meth:`~skebm.PseudoLikelihoodIsing.sample` (exact draws by enumeration
-    up to 20 spins, annealed Gibbs chains above). The penalty is left
+    up to 20 spins; above, annealed Gibbs chains run ``n_sweeps`` sweeps and
+    then read after each of 10 further sweeps, unless the estimator sets
+    ``n_sampling_chains`` itself). The penalty is left
     out (the efficiency of the method, not of the penalty); with
     ``penalty="l1"`` the couplings the fit set to zero are held at zero in
     both (the comparison is for the selected graph), and the parameters of
@@ -717,7 +724,17 @@ def pseudo_likelihood_efficiency(
         ml_method = "exact"
     else:
         n_used = _check_n_model_samples(n_model_samples, keep.size)
-        draws = estimator.sample(n_used, random_state=random_state)
+        sampler = estimator
+        if d > _MAX_EXACT_DRAW_SPINS and estimator.n_sampling_chains is None:
+            # Annealed chains, each read after _SWEEPS_PER_CHAIN sweeps
+            # (sample's persistent mode): a tenth of the annealing of one
+            # chain per sample (measured 9.5 s against 140 s for 13320
+            # samples of a 36-spin lattice on a loaded machine).
+            sampler = copy.deepcopy(estimator)
+            sampler.n_sampling_chains = max(
+                estimator.n_ais_chains, -(-n_used // _SWEEPS_PER_CHAIN)
+            )
+        draws = sampler.sample(n_used, random_state=random_state)
         s = torch.as_tensor(np.where(draws > 0, 1.0, -1.0), dtype=torch.float64)
         fisher = weighted_covariance(ising_statistics(s))
         ml_method = "sampling"
