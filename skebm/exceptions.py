@@ -10,6 +10,7 @@ Warnings are filtered by class, so each kind of problem has one::
 __all__ = [
     "CorrectionDiscardedWarning",
     "DataResolutionWarning",
+    "EfficiencyWarning",
     "InconsistentVersionWarning",
     "LogPartitionWarning",
 ]
@@ -58,6 +59,43 @@ class LogPartitionWarning(UserWarning):
         super().__init__(message)
         self.ess = ess
         self.pareto_k = pareto_k
+
+
+class EfficiencyWarning(UserWarning):
+    """A fit far less statistically efficient than maximum likelihood.
+
+    Emitted by :func:`skebm.metrics.score_matching_efficiency` and
+    :func:`skebm.metrics.pseudo_likelihood_efficiency` when the variance of
+    the estimate is more than ``warn_above`` (10 by default) times that of
+    maximum likelihood from the same data: the method then needs that many
+    times the data for the same precision. The message says what helps.
+
+    Parameters
+    ----------
+    message : str
+        What was measured and what to do.
+    ratio : float, default=nan
+        The variance ratio that exceeded the threshold.
+
+    Attributes
+    ----------
+    ratio : float
+        The variance ratio that exceeded the threshold.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skebm.exceptions import EfficiencyWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(EfficiencyWarning("25 times the variance", ratio=25.0))
+    >>> caught[0].category.__name__, caught[0].message.ratio
+    ('EfficiencyWarning', 25.0)
+    """
+
+    def __init__(self, message, *, ratio=float("nan")):
+        super().__init__(message)
+        self.ratio = ratio
 
 
 class InconsistentVersionWarning(UserWarning):
