@@ -7,7 +7,7 @@ Warnings are filtered by class, so each kind of problem has one::
     warnings.simplefilter("error", LogPartitionWarning)   # fail instead of warn
 """
 
-__all__ = ["InconsistentVersionWarning", "LogPartitionWarning"]
+__all__ = ["InconsistentVersionWarning", "LogPartitionWarning", "ModelFileError"]
 
 
 class LogPartitionWarning(UserWarning):
@@ -95,3 +95,23 @@ class InconsistentVersionWarning(UserWarning):
             "This might lead to breaking code or invalid results. Use at your own "
             "risk; refit the estimator with this version if you can."
         )
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a skebm model, or is damaged or inconsistent.
+
+    Raised by :func:`skebm.io.load` for a file that is not a ``skops`` zip
+    archive (a pickle is refused: it could run code), whose content cannot be
+    read, or whose arrays and tensors do not fit together (a truncated or
+    crafted file). Nothing is returned half-built.
+
+    Examples
+    --------
+    >>> from skebm.exceptions import ModelFileError
+    >>> from skebm.io import loads
+    >>> try:
+    ...     loads(b"not a model")
+    ... except ModelFileError as exc:
+    ...     print(str(exc).split(":")[0])
+    not a skops model file (a zip archive with schema.json)
+    """
