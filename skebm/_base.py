@@ -990,6 +990,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         evaluation of the energy on two kept training points, which must be
         finite: a tensor of the wrong shape fails here, not at first use.
         """
+        self._validate_params()
         d = self.n_features_in_
         if not isinstance(d, numbers.Integral) or d < 1:
             raise ValueError(f"n_features_in_ is {d!r}")
