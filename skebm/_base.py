@@ -461,7 +461,10 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         else:
             self.__dict__.pop("_deferred_log_partition", None)
             self._set_log_partition(estimate, method)
-        self.domain_ = domain
+        if "domain" in self.get_params(deep=False):
+            self.domain_ = domain
+        else:  # no domain parameter: the density lives on all of R^d
+            self.__dict__.pop("domain_", None)
         self._fit_summary = summary
         self._fit_dtype = dtype
         for name, value in {**fitted, **_readable_parameters(self.energy_)}.items():
@@ -761,11 +764,15 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             if device.type == "cpu"
             else copy.deepcopy(self.energy_).to(device)
         )
+        # A copy of the kept summary, which the estimate may extend: an
+        # interrupted estimate leaves the model as it was.
+        summary = dict(self._fit_summary)
         estimate, method = self._estimate_log_partition(
-            energy, self._fit_summary, self.domain_, seed=job["seed"],
+            energy, summary, getattr(self, "domain_", None), seed=job["seed"],
             device=device, dtype=self._fit_dtype,
         )
         self._check_log_partition(estimate, method)
+        self._fit_summary = summary
         self._set_log_partition(estimate, method)
         self.__dict__.pop("_deferred_log_partition", None)
         if not estimate.reliable:

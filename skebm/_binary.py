@@ -56,6 +56,11 @@ _AIS_GROWTH = 16
 # sample() warns when its annealed chains have fewer effective samples.
 _MIN_SAMPLING_ESS = 100
 
+# The parameters that log Z depends on, read at fit (see _data_summary).
+_LOG_PARTITION_SETTINGS = (
+    "log_partition_method", "n_ais_chains", "n_ais_steps", "scan"
+)
+
 # Parameters of the continuous base that mean nothing for binary data.
 _CONTINUOUS_ONLY = {
     "energy",
@@ -173,7 +178,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         )
         raise ValueError(
             f"{name} with binarize=None expects binary data, all values in "
-            f"{expected}; got {X[row, col]!r} in column {col} (row {row}); "
+            f"{expected}; got {X[row, col].item()!r} in column {col} (row {row}); "
             f"{len(bad)} value(s) in {len(columns)} column(s) "
             f"({columns.tolist()[:10]}) are not binary. {hint}"
         )
@@ -230,6 +235,11 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             # The annealing base is fitted to the init points on first use
             # (log Z by AIS at fit, or sample): deterministic from this seed.
             "mixture_seed": draw_seed(rng),
+            # log Z may be estimated after fit (on first use): with the
+            # settings fit saw, so that set_params does not change the model.
+            "log_partition_settings": {
+                name: getattr(self, name) for name in _LOG_PARTITION_SETTINGS
+            },
         }
 
     # ---------------------------------------------------------------- energy
@@ -303,7 +313,10 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
 
     def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         d = summary["init_points"].shape[1]
-        method = self.log_partition_method
+        settings = summary.get("log_partition_settings") or {
+            name: getattr(self, name) for name in _LOG_PARTITION_SETTINGS
+        }
+        method = settings["log_partition_method"]
         if method == "auto":
             method = "exact" if d <= _MAX_AUTO_ENUMERATION else "ais"
         energy64 = copy.deepcopy(energy).to(dtype=torch.float64)
@@ -327,10 +340,10 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             probabilities,
             mixture_weights=weights,
             values=self._values,
-            n_chains=self.n_ais_chains,
-            n_steps=self.n_ais_steps,
+            n_chains=settings["n_ais_chains"],
+            n_steps=settings["n_ais_steps"],
             max_growth=_AIS_GROWTH,
-            scan=self.scan,
+            scan=settings["scan"],
             generator=make_generator(seed, device),
         )
         # sample() anneals as many temperatures as made the estimate
