@@ -17,7 +17,8 @@ loaded, and clear errors.
 
 Examples
 --------
->>> >>> from skebm import ScoreMatchingDensity
+>>> import numpy as np
+>>> from skebm import ScoreMatchingDensity
 >>> from skebm import io
 >>> X = np.random.RandomState(0).normal(size=(200, 2))
 >>> est = ScoreMatchingDensity(energy="quadratic").fit(X)
@@ -178,7 +179,8 @@ def dump(obj, file):
 
     Examples
     --------
-    >>>     >>> import tempfile, os
+    >>> import numpy as np
+    >>> import tempfile, os
     >>> from skebm import RatioMatchingBinary
     >>> from skebm.io import dump, load
     >>> X = (np.random.RandomState(0).rand(100, 4) < 0.5).astype(float)
@@ -319,10 +321,12 @@ def load(file, trusted=None):
     Examples
     --------
     >>> import io
-    >>>     >>> from skebm import ScoreMatchingDensity
+    >>> import numpy as np
+    >>> from skebm import ScoreMatchingDensity
     >>> from skebm.io import dump, load
     >>> buffer = io.BytesIO()
-    >>> dump(ScoreMatchingDensity(energy="quadratic").fit(np.eye(3)), buffer)
+    >>> X = np.random.RandomState(0).normal(size=(100, 3))
+    >>> dump(ScoreMatchingDensity(energy="quadratic").fit(X), buffer)
     >>> load(io.BytesIO(buffer.getvalue())).n_features_in_
     3
     """
