@@ -122,23 +122,25 @@ def _check_savable(obj):
             )
 
 
-def _estimators(obj, depth=0):
-    """``obj`` and the estimators nested in it (Pipeline steps, parameters)."""
+def _estimators(obj, depth=0, seen=None):
+    """``obj`` and the estimators held in its attributes, parameters and
+    fitted ones alike (a Pipeline's steps, a search's ``best_estimator_``)."""
+    from sklearn.base import BaseEstimator
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 20:
+        return
+    seen.add(id(obj))
     yield obj
-    if depth > 20 or not hasattr(obj, "get_params"):
-        return
-    try:
-        params = obj.get_params(deep=False)
-    except Exception:  # not a scikit-learn estimator after all
-        return
-    for value in params.values():
+    values = list(vars(obj).values()) if isinstance(obj, BaseEstimator) else []
+    while values:
+        value = values.pop()
         if isinstance(value, list | tuple):
-            for item in value:
-                step = item[-1] if isinstance(item, tuple) else item
-                if hasattr(step, "get_params") and not isinstance(step, type):
-                    yield from _estimators(step, depth + 1)
-        elif hasattr(value, "get_params") and not isinstance(value, type):
-            yield from _estimators(value, depth + 1)
+            values.extend(value)
+        elif isinstance(value, dict):
+            values.extend(value.values())
+        elif isinstance(value, BaseEstimator):
+            yield from _estimators(value, depth + 1, seen)
 
 
 def dumps(obj):

@@ -438,3 +438,21 @@ def test_versions_are_recorded():
     assert json.loads(_attribute(schema, "_torch_version")["content"]) == (
         torch.__version__
     )
+
+
+def test_search_with_a_fitted_best_estimator_round_trips():
+    from sklearn.model_selection import GridSearchCV
+
+    X = _moons()
+    search = GridSearchCV(
+        ScoreMatchingDensity(energy="quadratic"), {"alpha": [0.0, 1.0]}, cv=2
+    ).fit(X)
+    data = skebm.io.dumps(search)
+    # skops does not trust scikit-learn's scorers and splitters by default:
+    # reviewed, they are passed as a user would
+    untrusted = skebm.io.get_untrusted_types(data)
+    assert all(name.startswith("sklearn.") for name in untrusted)
+    loaded = skebm.io.loads(data, trusted=untrusted)
+    np.testing.assert_array_equal(
+        loaded.best_estimator_.score_samples(X), search.score_samples(X)
+    )
