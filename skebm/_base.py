@@ -988,6 +988,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
                 ),
                 stacklevel=2,
             )
+        _persistence.check_attribute_names(type(self), state)
         super().__setstate__(_persistence.from_data(state))
 
     def _check_loaded(self):

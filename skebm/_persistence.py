@@ -21,6 +21,8 @@ Everything is driven by the objects themselves (their ``__dict__``), not by a
 list per estimator: a new estimator or energy is saved the same way.
 """
 
+import inspect
+
 import numpy as np
 import torch
 
@@ -164,6 +166,19 @@ def _fail(message):
     raise ModelFileError(message)
 
 
+def check_attribute_names(cls, names):
+    """Refuse state that would shadow the class's code: an instance attribute
+    named like a method or property (``forward``, ``score_samples``) would
+    replace it with whatever the file holds."""
+    for name in names:
+        if not isinstance(name, str):
+            _fail(f"{cls.__name__}: invalid attribute name {name!r}")
+        attr = inspect.getattr_static(cls, name, None)
+        if attr is not None and (callable(attr) or hasattr(attr, "__get__")):
+            _fail(f"{cls.__name__}: the file sets {name!r}, which is code of the "
+                  "class (a method or property), as an attribute")
+
+
 def _load_blob(blob, what):
     """The tensors of a :func:`_tensor_blob`, checked."""
     if isinstance(blob, dict) and set(blob) == {"arrays"}:
@@ -218,10 +233,12 @@ def _module_from_record(record):
     if set(tensors) != expected:
         _fail(f"{what}: the file holds tensors {sorted(tensors)} where "
               f"{sorted(expected)} were recorded")
+    check_attribute_names(cls, attributes)
+    check_attribute_names(cls, list(modules) + list(parameters) + list(buffers))
     module = cls.__new__(cls)
     torch.nn.Module.__init__(module)
     for name, value in attributes.items():
-        if not isinstance(name, str) or name in _MODULE_INTERNALS:
+        if name in _MODULE_INTERNALS:
             _fail(f"{what}: invalid attribute name {name!r}")
         module.__dict__[name] = from_data(value)
     for name in _names(record.get("empty_parameters", []), what, "empty_parameters"):
@@ -256,6 +273,7 @@ def _object_from_record(record):
         isinstance(k, str) for k in attributes
     ):
         _fail(f"{cls.__name__}: 'attributes' must be a dict of names")
+    check_attribute_names(cls, attributes)
     obj = cls.__new__(cls)
     obj.__dict__.update({k: from_data(v) for k, v in attributes.items()})
     return obj

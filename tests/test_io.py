@@ -252,7 +252,7 @@ def test_crafted_code_in_a_model_file_is_refused(tmp_path):
     def inject(schema):
         # a call of builtins.open in the estimator's state, as a pickle's
         # __reduce__ would make it
-        schema["content"]["content"]["payload"] = {
+        _add_key(schema["content"], "payload", {
             "__class__": "open",
             "__module__": "builtins",
             "__loader__": "ConstructorFromReduceNode",
@@ -265,7 +265,7 @@ def test_crafted_code_in_a_model_file_is_refused(tmp_path):
                      "is_json": True},
                 ],
             },
-        }
+        })
 
     with pytest.raises(UntrustedTypesFoundException, match="builtins.open"):
         skebm.io.loads(_edit(data, inject))
@@ -293,6 +293,34 @@ def test_module_record_naming_a_trusted_non_module_is_refused():
     scaler = "sklearn.preprocessing._data.StandardScaler"
     with pytest.raises(ModelFileError, match="not a torch.nn.Module"):
         skebm.io.loads(_edit(data, swap), trusted=[scaler])
+
+
+def _add_key(dict_node, key, value_node):
+    """Add an entry to a skops DictNode (its key types are a parallel list)."""
+    dict_node["content"][key] = value_node
+    key_types = dict_node["key_types"]["content"]
+    key_types.append(dict(key_types[0]))
+
+
+def test_state_that_shadows_methods_is_refused():
+    data = skebm.io.dumps(PseudoLikelihoodIsing().fit(_bits()))
+
+    def shadow_estimator_method(schema):
+        _add_key(schema["content"], "score_samples", _attribute(schema, "alpha"))
+
+    with pytest.raises(ModelFileError, match="'score_samples', which is code"):
+        skebm.io.loads(_edit(data, shadow_estimator_method))
+
+    def shadow_module_forward(schema):
+        for node in _nodes(schema):
+            content = node.get("content")
+            if isinstance(content, dict) and "attributes" in content:
+                attributes = content["attributes"]
+                _add_key(attributes, "forward", attributes["content"]["n_features"])
+                return
+
+    with pytest.raises(ModelFileError, match="'forward', which is code"):
+        skebm.io.loads(_edit(data, shadow_module_forward))
 
 
 # ----------------------------------------------------------------------- fuzz
