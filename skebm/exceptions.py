@@ -13,6 +13,7 @@ __all__ = [
     "EfficiencyWarning",
     "InconsistentVersionWarning",
     "LogPartitionWarning",
+    "ModelFileError",
 ]
 
 
@@ -175,4 +176,24 @@ class CorrectionDiscardedWarning(UserWarning):
     >>> from skebm.exceptions import CorrectionDiscardedWarning
     >>> with warnings.catch_warnings():   # silence it for one block
     ...     warnings.simplefilter("ignore", CorrectionDiscardedWarning)
+    """
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a skebm model, or is damaged or inconsistent.
+
+    Raised by :func:`skebm.io.load` for a file that is not a ``skops`` zip
+    archive (a pickle is refused: it could run code), whose content cannot be
+    read, or whose arrays and tensors do not fit together (a truncated or
+    crafted file). Nothing is returned half-built.
+
+    Examples
+    --------
+    >>> from skebm.exceptions import ModelFileError
+    >>> from skebm.io import loads
+    >>> try:
+    ...     loads(b"not a model")
+    ... except ModelFileError as exc:
+    ...     print(str(exc).split(":")[0])
+    not a skops model file (a zip archive with schema.json)
     """
