@@ -347,9 +347,9 @@ def test_persistent_chains_approach_exact_maximum_likelihood():
     best = _mean_log_likelihood(ml, X, states)
     pcd = MCMCLikelihoodBinary(
         energy="boltzmann", chains="persistent", n_mcmc_steps=5, alpha=0.0,
-        learning_rate_init=0.005, max_iter=100, batch_size=250, random_state=0,
+        learning_rate_init=0.005, max_iter=150, batch_size=250, random_state=0,
     ).fit(X)
-    pcd.set_params(warm_start=True, learning_rate_init=0.0005, max_iter=50).fit(X)
+    pcd.set_params(warm_start=True, learning_rate_init=0.001, max_iter=50).fit(X)
     short = _fit_short_run_boltzmann(X)
     gap_pcd = best - _mean_log_likelihood(pcd.energy_.double(), X, states)
     gap_short = best - _mean_log_likelihood(short.energy_.double(), X, states)
