@@ -1,7 +1,7 @@
 """
-=====================================================================
+==========================================================================
 Short-run MCMC: the process that was trained, and the energy's equilibrium
-=====================================================================
+==========================================================================
 
 :class:`~skebm.MCMCLikelihoodDensity` trains an energy by maximum likelihood
 with negatives drawn by ``n_mcmc_steps`` Langevin steps. By default the
@@ -52,7 +52,8 @@ def process_variance(s2):
     return a2**k * v0 + 2 * tau * (1 - a2**k) / (1 - a2)
 
 
-predicted = brentq(lambda s2: process_variance(s2) - X.var(), tau / 2 + 1e-9, 50)
+# a = 1 - tau / s^2 in (0, 1): s^2 from just above tau (variance 2 tau) up.
+predicted = brentq(lambda s2: process_variance(s2) - X.var(), tau * (1 + 1e-9), 50)
 est = MCMCLikelihoodDensity(
     energy="quadratic", noise="uniform", n_mcmc_steps=k, mcmc_step_size=tau,
     batch_size=1000, learning_rate_init=0.05, max_iter=80, alpha=0.0,
