@@ -172,6 +172,10 @@ def digits(epochs, seed):
             eq = est.sample(1000, random_state=0)
             print(f"{'  same energy, equilibrium samples':<36}{'':>28}"
                   f"{energy_distance(eq, X_test):>13.4f}")
+    rbm_row(X, X_test, epochs, seed)
+
+
+def rbm_row(X, X_test, epochs, seed):
     rbm = BernoulliRBM(n_components=256, learning_rate=0.05, n_iter=epochs,
                        random_state=seed)
     rbm, t = timed(lambda: rbm.fit(X))
@@ -180,7 +184,7 @@ def digits(epochs, seed):
     est = log_partition_ais_binary(energy, p, n_chains=256, n_steps=500,
                                    generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        scores = -energy.double()(torch.as_tensor(X_test)).numpy() - est.value
+        scores = -energy.double()(torch.as_tensor(X_test)).numpy() - est[0]
     ll = mean_se(scores)
     g = torch.Generator().manual_seed(0)
     x0 = (torch.rand(1000, 64, generator=g) < 0.5).double()
