@@ -295,8 +295,8 @@ class MCMCLikelihoodDensity(_MCMCLikelihoodMixin, _BaseContinuousDensity):
         For ``energy="quadratic"``: the mean of the energy's Gaussian.
     precision_ : ndarray of shape (n_features, n_features)
         For ``energy="quadratic"``: its precision matrix.
-    base_ : GaussianMixture or None
-        The fitted base density, or None.
+    base_ : GaussianMixture
+        The fitted base density; only with ``base`` set.
     log_partition_ : float
         Estimated log Z of ``exp(-energy_)``.
     log_partition_std_ : float
@@ -310,9 +310,10 @@ class MCMCLikelihoodDensity(_MCMCLikelihoodMixin, _BaseContinuousDensity):
     validation_loss_curve_ : list of float or None
         Held-out loss per epoch when ``early_stopping`` monitors it.
     validation_scores_ : list of float or None
-        Held-out log-likelihood per epoch when a base is fitted.
+        Only with ``base`` set: held-out log-likelihood per epoch (None
+        without ``early_stopping``).
     best_validation_score_ : float or None
-        Its value at the epoch kept.
+        Only with ``base`` set: its value at the epoch kept.
     best_loss_ : float
         Best monitored loss.
     n_iter_ : int
