@@ -4,6 +4,7 @@ from ._autoregressive import AutoregressiveScoreMatchingDensity
 from ._binary import RatioMatchingBinary
 from ._energy_discrepancy import EnergyDiscrepancyDensity
 from ._ising import PseudoLikelihoodIsing
+from ._mcmc_likelihood import MCMCLikelihoodBinary, MCMCLikelihoodDensity
 from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
 
 __version__ = "0.1.0"
@@ -11,6 +12,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AutoregressiveScoreMatchingDensity",
     "EnergyDiscrepancyDensity",
+    "MCMCLikelihoodBinary",
+    "MCMCLikelihoodDensity",
     "PseudoLikelihoodIsing",
     "RatioMatchingBinary",
     "ScoreMatchingDensity",

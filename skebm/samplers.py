@@ -12,6 +12,7 @@ __all__ = [
     "exact_binary_draws",
     "gibbs",
     "importance_resample",
+    "langevin",
     "mala",
     "random_walk_metropolis",
     "sample_conditional",
@@ -1127,3 +1128,55 @@ def exact_binary_draws(
     lo, hi = values
     bits = (codes[:, None] >> torch.arange(n_features, device=codes.device)) & 1
     return lo + (hi - lo) * bits.to(dtype)
+
+
+def langevin(energy, x0, *, n_steps, step_size, generator=None):
+    """Unadjusted Langevin chains: ``x <- x - tau grad E(x) + sqrt(2 tau) xi``.
+
+    No Metropolis correction and a fixed step: the chains are the
+    discretized Langevin diffusion, whose stationary law is ``exp(-E)`` only
+    as ``tau -> 0`` (for a Gaussian energy of precision ``P`` its variance
+    along an eigenvector of eigenvalue ``lambda`` is ``2 / (lambda (2 - tau
+    lambda))``, not ``1 / lambda``). Each step is an affine map of the state
+    for a quadratic energy, which makes a short run of it solvable; it is
+    the sampler of short-run MCMC training (Nijkamp et al. 2019). Gradients
+    are taken in ``x`` only: no graph of the energy's parameters is kept.
+
+    Parameters
+    ----------
+    energy : callable
+        ``(n, d) -> (n,)``, differentiable in ``x``.
+    x0 : Tensor of shape (n_chains, d)
+        Starting points, one chain per row (not modified).
+    n_steps : int
+        Number of steps.
+    step_size : float
+        ``tau``: the drift is ``tau`` times the score, the noise has variance
+        ``2 tau``.
+    generator : torch.Generator, default=None
+        Source of randomness.
+
+    Returns
+    -------
+    x : Tensor, shape like ``x0``
+        The states after ``n_steps`` steps.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skebm.samplers import langevin
+    >>> def energy(x):
+    ...     return 0.5 * (x**2).sum(1)  # standard normal
+    >>> x = langevin(energy, torch.zeros(20000, 1, dtype=torch.float64),
+    ...              n_steps=50, step_size=0.5,
+    ...              generator=torch.Generator().manual_seed(0))
+    >>> round(float(x.var()), 1)  # 2 / (2 - 0.5), not 1: the step's bias
+    1.3
+    """
+    x = x0.detach().clone()
+    noise_scale = math.sqrt(2.0 * step_size)
+    for _ in range(n_steps):
+        _, grad = _energy_and_grad(energy, x)
+        xi = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        x = x - step_size * grad + noise_scale * xi
+    return x

@@ -12,6 +12,8 @@ from sklearn.preprocessing import StandardScaler
 from skebm import (
     AutoregressiveScoreMatchingDensity,
     EnergyDiscrepancyDensity,
+    MCMCLikelihoodBinary,
+    MCMCLikelihoodDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
     ScoreMatchingDensity,
@@ -41,6 +43,8 @@ ESTIMATORS = {
     ),
     "RatioMatchingBinary": lambda: RatioMatchingBinary(**SMALL),
     "PseudoLikelihoodIsing": lambda: PseudoLikelihoodIsing(),
+    "MCMCLikelihoodDensity": lambda: MCMCLikelihoodDensity(n_mcmc_steps=3, **SMALL),
+    "MCMCLikelihoodBinary": lambda: MCMCLikelihoodBinary(n_mcmc_steps=2, **SMALL),
 }
 ITERATIVE = [name for name in ESTIMATORS if name != "PseudoLikelihoodIsing"]
 
@@ -48,7 +52,8 @@ ITERATIVE = [name for name in ESTIMATORS if name != "PseudoLikelihoodIsing"]
 def _data(name, n=1200):
     rng = np.random.RandomState(0)
     X = rng.normal(size=(n, 3))
-    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing"):
+    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing",
+                "MCMCLikelihoodBinary"):
         X = (X + 0.5 * X[:, :1] > 0).astype(float)
     return X
 
@@ -67,7 +72,8 @@ def test_progress_bar_alone_in_a_pipeline_and_in_a_search(name, capsys):
     out = capsys.readouterr().out
     assert f"{name.split('(')[0]} - fit" in out
     pipe = make_pipeline(StandardScaler(), ESTIMATORS[name]())
-    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing"):
+    if name in ("RatioMatchingBinary", "PseudoLikelihoodIsing",
+                "MCMCLikelihoodBinary"):
         pipe = make_pipeline(ESTIMATORS[name]())
     pipe.set_callbacks(callback.ProgressBar(max_propagation_depth=None)).fit(X)
     assert "Pipeline - fit" in capsys.readouterr().out

@@ -5,6 +5,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from skebm import (
     AutoregressiveScoreMatchingDensity,
     EnergyDiscrepancyDensity,
+    MCMCLikelihoodBinary,
+    MCMCLikelihoodDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
     ScoreMatchingDensity,
@@ -43,6 +45,14 @@ ESTIMATORS = [
     EnergyDiscrepancyDensity(n_negatives=4, **FAST),
     EnergyDiscrepancyDensity(energy="quadratic", n_negatives=4, max_iter=5),
     AutoregressiveScoreMatchingDensity(**AR_FAST),
+    MCMCLikelihoodDensity(n_mcmc_steps=3, **FAST),
+    MCMCLikelihoodDensity(energy="quadratic", chains="persistent", sampler="mala",
+                          n_mcmc_steps=2, max_iter=3),
+    MCMCLikelihoodDensity(chains="data", base="gaussian", n_mcmc_steps=2, **FAST),
+    MCMCLikelihoodBinary(hidden_layer_sizes=(8,), n_mcmc_steps=2, max_iter=3,
+                         **BINARY_FAST),
+    MCMCLikelihoodBinary(energy="boltzmann", chains="persistent", noise="uniform",
+                         n_mcmc_steps=2, max_iter=3, **BINARY_FAST),
     AutoregressiveScoreMatchingDensity(
         domain="nonnegative", order="reversed", base="gaussian", **AR_FAST
     ),

@@ -12,6 +12,8 @@ import torch
 
 from skebm import (
     EnergyDiscrepancyDensity,
+    MCMCLikelihoodBinary,
+    MCMCLikelihoodDensity,
     PseudoLikelihoodIsing,
     RatioMatchingBinary,
     ScoreMatchingDensity,
@@ -94,6 +96,14 @@ EVERY_ESTIMATOR = {
     ),
     "pseudo_likelihood_ising": lambda: PseudoLikelihoodIsing(
         n_ais_chains=16, n_sweeps=5, random_state=0
+    ),
+    "mcmc_likelihood": lambda: MCMCLikelihoodDensity(n_mcmc_steps=3, **FAST),
+    "mcmc_likelihood_persistent_mala": lambda: MCMCLikelihoodDensity(
+        chains="persistent", sampler="mala", n_mcmc_steps=3, **FAST
+    ),
+    "mcmc_likelihood_binary": lambda: MCMCLikelihoodBinary(
+        hidden_layer_sizes=(8,), n_mcmc_steps=2, max_iter=3, n_ais_chains=16,
+        n_sweeps=5, random_state=0
     ),
 }
 

@@ -10,6 +10,7 @@ from .composite_score_matching import (
     conditional_derivatives,
 )
 from .energy_discrepancy import energy_discrepancy_loss, gaussian_negatives
+from .mcmc_likelihood import NegativeChains, mcmc_likelihood_loss
 from .pseudo_likelihood import pseudo_log_likelihood
 from .ratio_matching import ggis_ratio_matching_loss, ratio_matching_loss
 from .score_matching import (
@@ -31,6 +32,8 @@ __all__ = [
     "exact_score_matching_loss",
     "finite_difference_score_matching_loss",
     "gaussian_negatives",
+    "NegativeChains",
+    "mcmc_likelihood_loss",
     "ggis_ratio_matching_loss",
     "pseudo_log_likelihood",
     "random_projections",
