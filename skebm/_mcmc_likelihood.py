@@ -554,10 +554,13 @@ class MCMCLikelihoodBinary(_MCMCLikelihoodMixin, _BaseBinaryEnergyDensity):
         model of the training data (as for :class:`RatioMatchingBinary`), so
         that with ``noise="marginals"`` the untrained process *is* the noise.
         None: a plain energy. Fitted as ``base_``.
-    binarize : float or None, default=0.0
-        Threshold: ``x > binarize`` becomes 1. ``None``: the input must
-        already be binary ({0, 1} or {-1, +1}); samples come back in the
-        encoding of the training data.
+    binarize : float or None, default=None
+        None: the input must be binary, all values in {0, 1} or all in
+        {-1, +1} (at score time, in the encoding of the training data), and
+        anything else is a ValueError that names the value and its column.
+        A float: a threshold, ``x > binarize`` becomes 1 and the rest 0.
+        Samples come back in the training data's encoding and integer dtype,
+        as :class:`RatioMatchingBinary`'s.
     hidden_layer_sizes : tuple of int, default=(256,)
         Hidden layer widths of the ``"mlp"`` energy.
     activation : {"softplus", "tanh", "sigmoid", "silu", "gelu"}, default="softplus"
@@ -705,7 +708,7 @@ class MCMCLikelihoodBinary(_MCMCLikelihoodMixin, _BaseBinaryEnergyDensity):
         noise="marginals",
         energy=None,
         base="bernoulli",
-        binarize=0.0,
+        binarize=None,
         hidden_layer_sizes=(256,),
         activation="softplus",
         alpha=1.0,
