@@ -135,7 +135,7 @@ for name in DENSITIES:
     vmax = np.exp(panels[0][1]).max()
     for ax in axes.ravel()[len(panels):]:
         ax.set_axis_off()
-    for ax, (label, log_density, text) in zip(axes.ravel(), panels):
+    for ax, (label, log_density, text) in zip(axes.ravel(), panels, strict=False):
         density = np.exp(log_density).reshape(xx.shape)
         ax.pcolormesh(xx, yy, density, cmap="viridis", vmin=0, vmax=vmax,
                       shading="auto")
