@@ -7,8 +7,9 @@ coordinate's histogram of the data against the model's samples. Both follow
 and draws, ``plot(ax=...)`` redraws, and the matplotlib artists are kept as
 attributes ending in ``_``. Both take a fitted density estimator or a fitted
 ``Pipeline`` ending in one, and work in the data's space: a pipeline's
-samples are mapped back through its transformers (``skebm.utils.
-sample_pipeline``) and its log-density includes the transformers' Jacobian.
+samples are mapped back through its transformers
+(:func:`skebm.utils.sample_pipeline`) and its log-density includes the
+transformers' Jacobian.
 
 matplotlib is optional (``pip install "skebm[plot]"``) and imported only
 when a display draws.
