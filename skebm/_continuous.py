@@ -12,6 +12,7 @@ resamples draws from ``q`` by their weights before its MALA steps.
 
 import copy
 import math
+import warnings
 from functools import partial
 
 import numpy as np
@@ -20,11 +21,12 @@ from sklearn.mixture._base import BaseMixture
 from sklearn.utils._param_validation import StrOptions
 
 from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
-from ._mixture_base import fit_base, mixture_to_torch, select_base
+from ._mixture_base import describe_base, fit_base, mixture_to_torch, select_base
 from ._torch_utils import EVAL_CHUNK_SIZE, as_tensor, make_generator
 from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
-from .partition import log_partition_ais, log_partition_importance
+from .exceptions import CorrectionDiscardedWarning
+from .partition import PartitionEstimate, log_partition_ais, log_partition_importance
 from .samplers import importance_resample
 
 # Fewer validation rows than this: choose the epochs (and the base) by
@@ -159,7 +161,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             mixture = None
         else:
             base_task = task.subtask("base density")
-            mixture = select_base(self.base, X, folds, seed=seed_init)
+            mixture = select_base(self.base, X, seed=seed_init)
             base_task.end()
             base_fitted = correction = None
 
@@ -224,8 +226,14 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             X, folds, mixture, base_fitted, correction, fit_correction
         )
         base = mixture_to_torch(base_fitted).to(device=device, dtype=dtype)
-        energy = BaseCorrectedEnergy(base, correction.to(dtype=dtype))
-        return energy, result, self._validation_attributes(base_fitted, result)
+        fitted = self._validation_attributes(base_fitted, result)
+        kept = fitted["n_epochs_kept_"]
+        energy = BaseCorrectedEnergy(
+            base, correction.to(dtype=dtype), corrected=kept is None or kept > 0
+        )
+        if kept == 0:
+            self._warn_correction_discarded(base_fitted, result, domain)
+        return energy, result, fitted
 
     def _fit_on_splits(
         self, X, folds, mixture, base_fitted, correction, fit_correction
@@ -250,17 +258,44 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
 
     @staticmethod
     def _validation_attributes(base_fitted, result):
-        """The fitted attributes of a base and of the epochs' selection."""
+        """The fitted attributes of a base and of the epochs' selection.
+
+        ``n_epochs_kept_`` and ``correction_gain_`` (held-out nats per sample
+        over the base) are None when no epochs were selected (no early
+        stopping: every epoch is kept).
+        """
         scores = result.validation_score_curve or None
+        kept = None if scores is None else int(result.best_iter)
         return {
             "base_": base_fitted,
             # Epochs are chosen by log-likelihood, not by a validation loss.
             "validation_loss_curve_": None,
             "validation_scores_": scores,
-            "best_validation_score_": (
-                None if scores is None else scores[result.best_iter]
-            ),
+            "best_validation_score_": None if scores is None else scores[kept],
+            "n_epochs_kept_": kept,
+            "correction_gain_": None if scores is None else scores[kept] - scores[0],
         }
+
+    def _warn_correction_discarded(self, base_fitted, result, domain):
+        scores = np.asarray(result.validation_score_curve)
+        stderr = np.asarray(result.validation_gain_stderr)
+        best = int(np.argmax(scores))
+        warnings.warn(
+            f"{type(self).__name__}: no training epoch beat the base density "
+            f"({describe_base(base_fitted)}) on held-out data (best epoch "
+            f"{best}: {scores[best] - scores[0]:+.4f} +/- {stderr[best]:.4f} "
+            "nats per sample), so the correction was discarded and the model "
+            + (
+                "is its base: log_partition_ = 0"
+                if domain is None
+                else "is its base restricted to the domain"
+            )
+            + ", and the network's parameters had no effect on this fit. The "
+            "base may already fit as well as this data supports; see the user "
+            "guide on base densities.",
+            CorrectionDiscardedWarning,
+            stacklevel=7,  # the caller of fit
+        )
 
     def _cross_fit(self, X, folds, mixture, fit_correction):
         """Choose the number of epochs over all folds, then refit on all of X.
@@ -326,9 +361,21 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 energy, summary, domain, seed=seed, device=device, dtype=dtype
             )
         method = self.log_partition_method
-        d = summary["mean"].shape[0]
+        if not getattr(energy, "corrected", True) and domain is None:
+            # The correction was discarded: f = 0 and Z_f = E_q[1] = 1 exactly
+            # (a quadrature of q itself can miss a narrow component's mass).
+            # On a domain, Z_f = q(domain) is still to be estimated.
+            return PartitionEstimate(0.0, 0.0, ess=math.inf), "exact"
         if method == "auto":
-            method = "quadrature" if d <= 2 else "importance_sampling"
+            # From the base, the weights exp(-f) are bounded (|f| <= 4 for
+            # "mlp"): reliable in any dimension; a 2-d quadrature of q exp(-f)
+            # over the data's range missed the mass of narrow components. On
+            # a domain in 2-d, quadrature over the domain's box stays exact
+            # where importance sampling would waste the draws outside it.
+            d = summary["mean"].shape[0]
+            method = (
+                "quadrature" if domain is not None and d <= 2 else "importance_sampling"
+            )
         if method in ("quadrature", "closed_form"):
             return super()._estimate_log_partition(
                 energy, summary, domain, seed=seed, device=device, dtype=dtype

@@ -224,6 +224,9 @@ class BaseCorrectedEnergy(nn.Module):
         The normalized base density ``q``.
     correction : torch.nn.Module
         ``f``, mapping ``(n, d)`` to ``(n,)``.
+    corrected : bool, default=True
+        False when the correction was discarded (it is zero): the model is
+        ``q`` and ``Z_f = 1`` exactly.
 
     Examples
     --------
@@ -237,10 +240,11 @@ class BaseCorrectedEnergy(nn.Module):
     True
     """
 
-    def __init__(self, base, correction):
+    def __init__(self, base, correction, corrected=True):
         super().__init__()
         self.base = base
         self.correction = correction
+        self.corrected = corrected
 
     def forward(self, x):
         return self.correction(x) - self.base.log_prob(x)

@@ -7,7 +7,12 @@ Warnings are filtered by class, so each kind of problem has one::
     warnings.simplefilter("error", LogPartitionWarning)   # fail instead of warn
 """
 
-__all__ = ["InconsistentVersionWarning", "LogPartitionWarning"]
+__all__ = [
+    "CorrectionDiscardedWarning",
+    "DataResolutionWarning",
+    "InconsistentVersionWarning",
+    "LogPartitionWarning",
+]
 
 
 class LogPartitionWarning(UserWarning):
@@ -95,3 +100,41 @@ class InconsistentVersionWarning(UserWarning):
             "This might lead to breaking code or invalid results. Use at your own "
             "risk; refit the estimator with this version if you can."
         )
+
+
+class DataResolutionWarning(UserWarning):
+    """A column of the training data has many repeated (rounded) values.
+
+    A continuous density fitted to rounded data can put a spike on each
+    repeated value: its likelihood grows without bound there, and a held-out
+    score that shares the rounding rewards it. The base density of the
+    continuous estimators floors its standard deviations at each column's
+    resolution (the rounding step over ``sqrt(12)``) and warns, naming the
+    columns. Add uniform noise of one rounding step to such columns
+    (dequantize) to compare continuous models on them fairly.
+
+    Examples
+    --------
+    >>> from skebm.exceptions import DataResolutionWarning
+    >>> issubclass(DataResolutionWarning, UserWarning)
+    True
+    """
+
+
+class CorrectionDiscardedWarning(UserWarning):
+    """The trained energy added nothing over the base density.
+
+    The continuous estimators keep the training epoch with the best
+    held-out log-likelihood, the base density alone (epoch 0) included.
+    When no epoch beats the base by a clear margin, the correction is
+    discarded: the fitted model is its base (``n_epochs_kept_ == 0``,
+    ``log_partition_ == 0``), and the network's parameters had no effect on
+    the fit -- a grid search over them compares copies of one model.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skebm.exceptions import CorrectionDiscardedWarning
+    >>> with warnings.catch_warnings():   # silence it for one block
+    ...     warnings.simplefilter("ignore", CorrectionDiscardedWarning)
+    """
