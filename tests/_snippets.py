@@ -19,7 +19,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ERROR = re.compile(r"^(Traceback \(most recent call last\)|\w*Error: )", re.M)
+# An error in the pasted code: a traceback or a SyntaxError whose frame is the
+# interpreter's input. (Libraries may log tracebacks of their own threads, e.g.
+# Dask's scheduler while a cluster shuts down: not an error of the snippet.)
+REPL_ERROR = re.compile(r'File "<stdin>", line \d+')
 
 
 def environment():
@@ -90,10 +93,10 @@ def start_repl(text, directory, name="pasted.txt"):
 
 def finish(process, what, timeout=1800):
     """Standard output of a started run; fails with its error output if it
-    exited non-zero or printed a traceback (the interpreter goes on after
-    one and exits 0)."""
+    exited non-zero (a script) or reported an error in its input (the
+    interpreter goes on after one and exits 0)."""
     stdout, stderr = process.communicate(timeout=timeout)
-    failed = process.returncode != 0 or ERROR.search(stderr)
+    failed = process.returncode != 0 or REPL_ERROR.search(stderr)
     assert not failed, f"{what} failed (exit {process.returncode}):\n{stderr[-4000:]}"
     return stdout
 
