@@ -144,9 +144,8 @@ search.set_callbacks(ProgressBar(max_propagation_depth=None)).fit(X)
 """
 
 
-@pytest.mark.parametrize(
-    "columns", [None, pytest.param("100", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [None, "100"])
 def test_progress_bar_in_a_log_file_keeps_whole_rows(columns, tmp_path):
     """Output that is not a terminal: rich falls back to 80 columns, where the
     nested rows of a search used to lose their bar and time (``0:0…``)."""
@@ -177,3 +176,33 @@ def test_progress_bar_in_a_log_file_keeps_whole_rows(columns, tmp_path):
         assert all(re.search(r"100% \d+:\d\d:\d\d$", row.rstrip()) for row in rows)
     else:  # the user's width is kept
         assert max(len(row.rstrip()) for row in rows) <= int(columns)
+
+
+@pytest.mark.parametrize(
+    "terminal, columns, widened", [(False, None, True), (False, "100", False),
+                                   (True, None, False)]
+)
+def test_a_progress_bar_widens_rich_only_when_not_a_terminal(
+    terminal, columns, widened, monkeypatch
+):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from skebm._callbacks import LOG_WIDTH, widen_log_display
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    if columns is not None:
+        monkeypatch.setenv("COLUMNS", columns)
+    # rich's global console, writing to a file; a terminal of 80 columns
+    console = Console(file=io.StringIO(), force_terminal=terminal)
+    if terminal:
+        console.width = 80
+    monkeypatch.setattr(rich, "_console", console)
+    before = console.width  # 80, COLUMNS, or a terminal's width on stdin/stderr
+    est = SlicedScoreMatchingDensity()
+    widen_log_display(est)  # no callback: nothing changes
+    assert console.width == before
+    widen_log_display(est.set_callbacks(callback.ProgressBar()))
+    assert console.width == (max(before, LOG_WIDTH) if widened else before)
