@@ -16,6 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _persistence
 from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
@@ -460,7 +461,10 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         else:
             self.__dict__.pop("_deferred_log_partition", None)
             self._set_log_partition(estimate, method)
-        self.domain_ = domain
+        if "domain" in self.get_params(deep=False):
+            self.domain_ = domain
+        else:  # no domain parameter: the density lives on all of R^d
+            self.__dict__.pop("domain_", None)
         self._fit_summary = summary
         self._fit_dtype = dtype
         for name, value in {**fitted, **_readable_parameters(self.energy_)}.items():
@@ -760,11 +764,15 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             if device.type == "cpu"
             else copy.deepcopy(self.energy_).to(device)
         )
+        # A copy of the kept summary, which the estimate may extend: an
+        # interrupted estimate leaves the model as it was.
+        summary = dict(self._fit_summary)
         estimate, method = self._estimate_log_partition(
-            energy, self._fit_summary, self.domain_, seed=job["seed"],
+            energy, summary, getattr(self, "domain_", None), seed=job["seed"],
             device=device, dtype=self._fit_dtype,
         )
         self._check_log_partition(estimate, method)
+        self._fit_summary = summary
         self._set_log_partition(estimate, method)
         self.__dict__.pop("_deferred_log_partition", None)
         if not estimate.reliable:
@@ -957,13 +965,20 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         return x0
 
     def __getstate__(self):
+        # Modules and tensors as data (see skebm._persistence): the same state
+        # for pickle and for skops.io, whose loader builds only trusted types.
         state = super().__getstate__()
         if isinstance(state, dict):
-            state = dict(state, _skebm_version=_skebm_version())
+            state = dict(
+                _persistence.to_data(state),
+                _skebm_version=_skebm_version(),
+                _torch_version=torch.__version__,
+            )
         return state
 
     def __setstate__(self, state):
         original = state.pop("_skebm_version", "pre-0.1")
+        state.pop("_torch_version", None)
         if original != _skebm_version():
             warnings.warn(
                 InconsistentVersionWarning(
@@ -973,7 +988,47 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
                 ),
                 stacklevel=2,
             )
-        super().__setstate__(state)
+        _persistence.check_attribute_names(type(self), state)
+        super().__setstate__(_persistence.from_data(state))
+
+    def _check_loaded(self):
+        """Check that a loaded model's parts fit together (``skebm.io.load``).
+
+        The shapes of the kept data against ``n_features_in_``, then one
+        evaluation of the energy on two kept training points, which must be
+        finite: a tensor of the wrong shape fails here, not at first use.
+        """
+        self._validate_params()
+        d = self.n_features_in_
+        if not isinstance(d, numbers.Integral) or d < 1:
+            raise ValueError(f"n_features_in_ is {d!r}")
+        if not isinstance(self.energy_, torch.nn.Module):
+            raise ValueError(f"energy_ is a {type(self.energy_).__name__}")
+        if self._fit_dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"the fit's dtype is {self._fit_dtype!r}")
+        summary = self._fit_summary
+        shapes = {"mean": (d,), "lower": (d,), "upper": (d,), "marginals": (d,),
+                  "covariance": (d, d)}
+        for key, shape in shapes.items():
+            if key in summary and np.shape(summary[key]) != shape:
+                raise ValueError(
+                    f"the kept {key} has shape {np.shape(summary[key])}, not {shape}"
+                )
+        init = np.asarray(summary["init_points"])
+        if init.ndim != 2 or init.shape[1] != d or len(init) < 1:
+            raise ValueError(f"the kept training points have shape {init.shape}")
+        if "_deferred_log_partition" not in vars(self):
+            log_z = self.log_partition_
+            if not isinstance(log_z, numbers.Real) or not math.isfinite(log_z):
+                raise ValueError(f"log_partition_ is {log_z!r}")
+        values = self._eval_negative_energy(
+            init[:2].astype(numpy_dtype_for(self._fit_dtype))
+        )
+        if values.shape != (min(2, len(init)),) or not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"the energy of two training points is {values!r}, not two finite "
+                "numbers"
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

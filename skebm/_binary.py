@@ -56,6 +56,11 @@ _AIS_GROWTH = 16
 # sample() warns when its annealed chains have fewer effective samples.
 _MIN_SAMPLING_ESS = 100
 
+# The parameters that log Z depends on, read at fit (see _data_summary).
+_LOG_PARTITION_SETTINGS = (
+    "log_partition_method", "n_ais_chains", "n_ais_steps", "scan"
+)
+
 # Parameters of the continuous base that mean nothing for binary data.
 _CONTINUOUS_ONLY = {
     "energy",
@@ -63,6 +68,26 @@ _CONTINUOUS_ONLY = {
     "n_sampling_steps",
     "sampling_init",
 }
+
+
+def _encoding(values):
+    return "{0, 1}" if tuple(values) == _ZERO_ONE else "{-1, +1}"
+
+
+def _input_dtype(X):
+    """The dtype of the input before validation (None if unknown)."""
+    dtype = getattr(X, "dtype", None)
+    if dtype is None and hasattr(X, "dtypes"):  # a DataFrame
+        try:
+            dtype = np.result_type(*X.dtypes)
+        except TypeError:
+            return None
+    if dtype is None:
+        try:
+            dtype = np.asarray(X).dtype
+        except (TypeError, ValueError):
+            return None
+    return dtype if isinstance(dtype, np.dtype) else None
 
 
 class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
@@ -93,28 +118,70 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
     }
 
     # ------------------------------------------------------------ encodings
-    def _to_internal(self, X):
-        """Validated float array -> ``(internal array, input encoding)``."""
+    def _to_internal(self, X, fitted=None):
+        """Validated float array -> ``(internal array, input encoding)``.
+
+        With ``binarize=None`` the input must be binary: at fit, all values in
+        {0, 1} or all in {-1, +1}; at score time (``fitted``, the encoding
+        the model was fitted on), in that encoding. Anything else is a
+        ValueError that names a value and its column.
+        """
         if self.binarize is not None:
             is_spin = bool(np.all((X == -1) | (X == 1))) and bool(np.any(X == -1))
             bits = X > self.binarize
+            values = _SPINS if is_spin else _ZERO_ONE
         else:
-            is_zero_one = bool(np.all((X == 0) | (X == 1)))
-            is_spin = not is_zero_one and bool(np.all((X == -1) | (X == 1)))
-            if not (is_zero_one or is_spin):
-                bad = np.unique(X[(X != 0) & (X != 1) & (X != -1)])[:5]
-                if not bad.size:  # 0, 1 and -1 mixed
-                    bad = np.array([-1.0, 0.0, 1.0])
-                raise ValueError(
-                    f"{type(self).__name__} with binarize=None expects binary "
-                    "data, with all values in {0, 1} or all in {-1, +1}; got "
-                    f"values such as {bad.tolist()}. Set binarize to a threshold "
-                    "(x > binarize becomes 1) to binarize the data."
-                )
+            values = self._check_binary(X, fitted)
             bits = X > 0
         lo, hi = self._values
         internal = (lo + (hi - lo) * bits).astype(X.dtype, copy=False)
-        return internal, (_SPINS if is_spin else _ZERO_ONE)
+        return internal, values
+
+    def _check_binary(self, X, fitted):
+        """The encoding of binary ``X`` (``fitted`` if given), or a ValueError."""
+        name = type(self).__name__
+        hint = (
+            "Pass binary data, or set binarize to a threshold (x > binarize "
+            "becomes 1) to binarize it."
+        )
+        encodings = [fitted] if fitted is not None else [_ZERO_ONE, _SPINS]
+        for values in encodings:
+            if np.all((X == values[0]) | (X == values[1])):
+                return values
+        if fitted is not None:
+            other = _SPINS if fitted == _ZERO_ONE else _ZERO_ONE
+            if np.all((X == other[0]) | (X == other[1])):
+                row, col = np.argwhere(X == other[0])[0]
+                change = "(x + 1) / 2" if fitted == _ZERO_ONE else "2 * x - 1"
+                raise ValueError(
+                    f"{name} was fitted on data in {_encoding(fitted)}, but X is "
+                    f"in {_encoding(other)} (value {X[row, col]:g} in column "
+                    f"{col}, row {row}). Map it with {change} first."
+                )
+        allowed = np.zeros(X.shape, dtype=bool)
+        for value in (fitted or (-1.0, 0.0, 1.0)):
+            allowed |= X == value
+        if allowed.all():  # 0 and -1 mixed at fit
+            zero = np.argwhere(X == 0)[0]
+            minus = np.argwhere(X == -1)[0]
+            raise ValueError(
+                f"{name} with binarize=None expects binary data, all values in "
+                "{0, 1} or all in {-1, +1}; X mixes the two: 0 in column "
+                f"{zero[1]} (row {zero[0]}) and -1 in column {minus[1]} (row "
+                f"{minus[0]}). {hint}"
+            )
+        bad = np.argwhere(~allowed)
+        row, col = bad[0]
+        columns = np.unique(bad[:, 1])
+        expected = _encoding(fitted) if fitted is not None else (
+            "{0, 1} or all in {-1, +1}"
+        )
+        raise ValueError(
+            f"{name} with binarize=None expects binary data, all values in "
+            f"{expected}; got {X[row, col].item()!r} in column {col} (row {row}); "
+            f"{len(bad)} value(s) in {len(columns)} column(s) "
+            f"({columns.tolist()[:10]}) are not binary. {hint}"
+        )
 
     def _from_internal(self, x, values):
         lo, hi = self._values
@@ -125,18 +192,27 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         X = validate_data(
             self, X, reset=reset, dtype=[np.float64, np.float32], ensure_min_samples=1
         )
-        return self._to_internal(X)[0]
+        fitted = None
+        if not reset:
+            fitted = tuple(self._fit_summary["input_values"])
+        return self._to_internal(X, fitted)[0]
 
     def _check_fit_X(self, X):
         # Constant columns are legitimate binary data (a border pixel that is
         # never on): the L2 penalty ``alpha`` keeps its field finite, so,
         # unlike the continuous estimators, nothing is rejected here.
+        input_dtype = _input_dtype(X)
         X = validate_data(
             self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
         )
         X, values = self._to_internal(X)
         # Read (and removed) by _data_summary within the same fit.
         self._input_values = values
+        # Samples come back in an integer (or boolean) input's dtype.
+        self._input_dtype = (
+            input_dtype.str if input_dtype is not None and input_dtype.kind in "biu"
+            else None
+        )
         # Marginals of the bits with a Beta(1, 1) prior, for the base
         # (read by _make_named_energy within the same fit).
         lo, hi = self._values
@@ -154,10 +230,16 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         return {
             "init_points": X[rng.choice(len(X), n_init, replace=False)],
             "input_values": self.__dict__.pop("_input_values"),
+            "input_dtype": self.__dict__.pop("_input_dtype"),
             "marginals": self.__dict__.pop("_marginals"),
             # The annealing base is fitted to the init points on first use
             # (log Z by AIS at fit, or sample): deterministic from this seed.
             "mixture_seed": draw_seed(rng),
+            # log Z may be estimated after fit (on first use): with the
+            # settings fit saw, so that set_params does not change the model.
+            "log_partition_settings": {
+                name: getattr(self, name) for name in _LOG_PARTITION_SETTINGS
+            },
         }
 
     # ---------------------------------------------------------------- energy
@@ -231,7 +313,10 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
 
     def _estimate_log_partition(self, energy, summary, domain, *, seed, device, dtype):
         d = summary["init_points"].shape[1]
-        method = self.log_partition_method
+        settings = summary.get("log_partition_settings") or {
+            name: getattr(self, name) for name in _LOG_PARTITION_SETTINGS
+        }
+        method = settings["log_partition_method"]
         if method == "auto":
             method = "exact" if d <= _MAX_AUTO_ENUMERATION else "ais"
         energy64 = copy.deepcopy(energy).to(dtype=torch.float64)
@@ -255,10 +340,10 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             probabilities,
             mixture_weights=weights,
             values=self._values,
-            n_chains=self.n_ais_chains,
-            n_steps=self.n_ais_steps,
+            n_chains=settings["n_ais_chains"],
+            n_steps=settings["n_ais_steps"],
             max_growth=_AIS_GROWTH,
-            scan=self.scan,
+            scan=settings["scan"],
             generator=make_generator(seed, device),
         )
         # sample() anneals as many temperatures as made the estimate
@@ -415,8 +500,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 energy, d, n_samples, values=self._values, dtype=dtype,
                 generator=generator,
             )
-            out = self._from_internal(to_numpy(x), summary["input_values"])
-            return out.astype(numpy_dtype_for(dtype), copy=False)
+            return self._output(to_numpy(x))
         if self.sampling_init == "annealed":
             # The path as long as the log Z estimate grew it (estimated now if
             # the fit deferred it).
@@ -463,8 +547,17 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
             x = run(x, n_sweeps=1)
             states.append(x)
         x = torch.cat(states)[:n_samples]
-        out = self._from_internal(to_numpy(x), summary["input_values"])
-        return out.astype(numpy_dtype_for(dtype), copy=False)
+        return self._output(to_numpy(x))
+
+    def _output(self, x):
+        """Samples in the training data's encoding and dtype (an integer or
+        boolean input's, else the fit's float dtype)."""
+        summary = self._fit_summary
+        out = self._from_internal(x, tuple(summary["input_values"]))
+        dtype = summary.get("input_dtype")
+        dtype = np.dtype(numpy_dtype_for(self._fit_dtype) if dtype is None else dtype)
+        return np.rint(out).astype(dtype) if dtype.kind in "biu" else out.astype(
+            dtype, copy=False)
 
 
 class RatioMatchingBinary(_BaseBinaryEnergyDensity):
@@ -525,12 +618,15 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         and the output layer starts at zero, for ``"boltzmann"`` they are the
         initial fields, so the untrained model *is* the base. None: a plain
         energy (random output layer, zero fields). Fitted as ``base_``.
-    binarize : float or None, default=0.0
-        Threshold: ``x > binarize`` becomes 1, the rest 0 (as in
-        :class:`~sklearn.naive_bayes.BernoulliNB`). ``None``: the input must
-        already be binary, all values in {0, 1} or all in {-1, +1}, and
-        anything else is a ValueError. Input in {-1, +1} gives samples in
-        {-1, +1}.
+    binarize : float or None, default=None
+        None: the input must be binary, all values in {0, 1} or all in
+        {-1, +1} (at score time, in the encoding of the training data), and
+        anything else is a ValueError that names the value and its column.
+        A float: a threshold, ``x > binarize`` becomes 1 and the rest 0 (as
+        in :class:`~sklearn.naive_bayes.BernoulliNB`), for data that are not
+        binary (``binarize=7`` for pixel intensities 0-16, say). Samples come
+        back in the training data's encoding, and in its dtype when that was
+        an integer or boolean one.
     hidden_layer_sizes : tuple of int, default=(256,)
         Hidden layer widths of the ``"mlp"`` energy. One softplus layer (an
         energy shaped like an RBM's free energy; its flips take the fused
@@ -714,7 +810,7 @@ class RatioMatchingBinary(_BaseBinaryEnergyDensity):
         n_flip_samples=8,
         form="sigmoid",
         base="bernoulli",
-        binarize=0.0,
+        binarize=None,
         hidden_layer_sizes=(256,),
         activation="softplus",
         alpha=1.0,

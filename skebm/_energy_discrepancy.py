@@ -91,11 +91,11 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
     log_partition_method : {"auto", "closed_form", "quadrature", \
             "importance_sampling", "ais"}, default="auto"
         How ``log_partition_`` is estimated. ``"auto"``: the closed form for a
-        quadratic energy without a domain, quadrature for ``n_features <= 2``,
-        importance sampling from the base density when there is one (annealed
-        importance sampling from the base when its weights are unreliable),
-        annealed importance sampling otherwise. On a domain, log Z integrates
-        over the domain only.
+        quadratic energy, quadrature for ``n_features <= 2``, importance
+        sampling from the base density when there is one (annealed importance
+        sampling from the base when its weights are unreliable), annealed
+        importance sampling otherwise. Energy discrepancy fits densities on
+        all of R^d: it takes no ``domain`` (score matching does).
     n_ais_chains : int, default=512
         Annealed importance sampling chains (standard error ~ 1/sqrt(chains)).
     n_ais_steps : int, default=300
@@ -111,7 +111,7 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         from the Gaussian fitted to the data, widened 1.5 times; ``"data"``:
         training points, and ``"noise"``: draws from the data's Gaussian (short
         chains from these reproduce where they start, e.g. the data's mode
-        masses, not the model's). Restricted to the domain, if any.
+        masses, not the model's).
     device : str, default="cpu"
         Torch device for fitting and scoring: ``"cpu"``, ``"cuda"``,
         ``"cuda:1"`` or ``"auto"``. The fitted model always lives on the CPU.
@@ -150,8 +150,6 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         Best monitored loss.
     n_iter_ : int
         Epochs run.
-    domain_ : None
-        Always None: energy discrepancy fits densities on all of R^d.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

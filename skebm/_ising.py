@@ -801,11 +801,14 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         without penalty, the others held at zero. With ``penalty="l1"`` this
         is the unbiased fit of the selected graph; with ``"l2"`` (no exact
         zeros) it is the unpenalized fit.
-    binarize : float or None, default=0.0
-        Threshold: ``x > binarize`` becomes spin +1, the rest -1 (as in
-        :class:`~sklearn.naive_bayes.BernoulliNB`). ``None``: the input must
-        already be binary, all values in {0, 1} or all in {-1, +1}, and
-        anything else is a ValueError.
+    binarize : float or None, default=None
+        None: the input must be spins in {-1, +1} or bits in {0, 1} (mapped
+        to spins; at score time, in the encoding of the training data), and
+        anything else is a ValueError that names the value and its column. A
+        float: a threshold, ``x > binarize`` becomes spin +1 and the rest -1
+        (as in :class:`~sklearn.naive_bayes.BernoulliNB`). Samples come back
+        in the training data's encoding, and in its dtype when that was an
+        integer or boolean one.
     max_iter : int, default=1000
         Maximum number of quasi-Newton iterations (over the penalized solve
         and the refit together).
@@ -974,7 +977,7 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         penalty="l2",
         alpha=1e-2,
         refit=False,
-        binarize=0.0,
+        binarize=None,
         max_iter=1000,
         tol=1e-6,
         warm_start=False,

@@ -10,8 +10,10 @@ Warnings are filtered by class, so each kind of problem has one::
 __all__ = [
     "CorrectionDiscardedWarning",
     "DataResolutionWarning",
+    "EfficiencyWarning",
     "InconsistentVersionWarning",
     "LogPartitionWarning",
+    "ModelFileError",
 ]
 
 
@@ -58,6 +60,43 @@ class LogPartitionWarning(UserWarning):
         super().__init__(message)
         self.ess = ess
         self.pareto_k = pareto_k
+
+
+class EfficiencyWarning(UserWarning):
+    """A fit far less statistically efficient than maximum likelihood.
+
+    Emitted by :func:`skebm.metrics.score_matching_efficiency` and
+    :func:`skebm.metrics.pseudo_likelihood_efficiency` when the variance of
+    the estimate is more than ``warn_above`` (10 by default) times that of
+    maximum likelihood from the same data: the method then needs that many
+    times the data for the same precision. The message says what helps.
+
+    Parameters
+    ----------
+    message : str
+        What was measured and what to do.
+    ratio : float, default=nan
+        The variance ratio that exceeded the threshold.
+
+    Attributes
+    ----------
+    ratio : float
+        The variance ratio that exceeded the threshold.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skebm.exceptions import EfficiencyWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn(EfficiencyWarning("25 times the variance", ratio=25.0))
+    >>> caught[0].category.__name__, caught[0].message.ratio
+    ('EfficiencyWarning', 25.0)
+    """
+
+    def __init__(self, message, *, ratio=float("nan")):
+        super().__init__(message)
+        self.ratio = ratio
 
 
 class InconsistentVersionWarning(UserWarning):
@@ -137,4 +176,24 @@ class CorrectionDiscardedWarning(UserWarning):
     >>> from skebm.exceptions import CorrectionDiscardedWarning
     >>> with warnings.catch_warnings():   # silence it for one block
     ...     warnings.simplefilter("ignore", CorrectionDiscardedWarning)
+    """
+
+
+class ModelFileError(ValueError):
+    """A model file that is not a skebm model, or is damaged or inconsistent.
+
+    Raised by :func:`skebm.io.load` for a file that is not a ``skops`` zip
+    archive (a pickle is refused: it could run code), whose content cannot be
+    read, or whose arrays and tensors do not fit together (a truncated or
+    crafted file). Nothing is returned half-built.
+
+    Examples
+    --------
+    >>> from skebm.exceptions import ModelFileError
+    >>> from skebm.io import loads
+    >>> try:
+    ...     loads(b"not a model")
+    ... except ModelFileError as exc:
+    ...     print(str(exc).split(":")[0])
+    not a skops model file (a zip archive with schema.json)
     """

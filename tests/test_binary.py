@@ -471,13 +471,16 @@ def test_encodings_and_binarize():
     spins = RatioMatchingBinary(binarize=None, **kw).fit(2 * bits - 1)
     assert set(np.unique(zero_one.sample(50, random_state=0))) <= {0.0, 1.0}
     assert set(np.unique(spins.sample(50, random_state=0))) == {-1.0, 1.0}
-    # Same model, whatever the encoding; scoring accepts either encoding.
+    # Same model, whatever the encoding; scoring takes the fit's encoding and
+    # says so when given the other one.
     np.testing.assert_allclose(
         zero_one.score_samples(bits), spins.score_samples(2 * bits - 1)
     )
-    np.testing.assert_allclose(
-        zero_one.score_samples(2 * bits - 1), zero_one.score_samples(bits)
-    )
+    with pytest.raises(ValueError, match=r"fitted on data in \{0, 1\}, but X is "
+                       r"in \{-1, \+1\}.*column 0"):
+        zero_one.score_samples(2 * bits - 1)
+    with pytest.raises(ValueError, match=r"fitted on data in \{-1, \+1\}"):
+        spins.score_samples(bits)
     # A threshold: grey levels become bits; spins keep their encoding.
     grey = bits * 16 * rng.rand(200, 4)
     thresholded = RatioMatchingBinary(binarize=0.0, **kw).fit(grey)

@@ -23,9 +23,9 @@ FAST = dict(
 # The autoregressive estimator has no AIS or MCMC parameters.
 AR_FAST = dict(hidden_layer_sizes=(8,), max_iter=3)
 
-# The binary estimators binarize at 0 by default (as BernoulliNB), so the
-# checks' continuous data is valid input.
-BINARY_FAST = dict(n_ais_chains=32, n_ais_steps=10, n_sweeps=5)
+# The binary estimators require binary input by default (binarize=None); with
+# a threshold at 0 (as BernoulliNB) the checks' continuous data is valid input.
+BINARY_FAST = dict(binarize=0.0, n_ais_chains=32, n_ais_steps=10, n_sweeps=5)
 
 ESTIMATORS = [
     RatioMatchingBinary(hidden_layer_sizes=(8,), max_iter=3, **BINARY_FAST),

@@ -67,8 +67,8 @@ ESTIMATORS = [
     EnergyDiscrepancyDensity(**SMALL),
     ScoreMatchingDensity(domain=(-10.0, 10.0), **SMALL),
     AutoregressiveScoreMatchingDensity(**SMALL),
-    RatioMatchingBinary(**SMALL),
-    PseudoLikelihoodIsing(),
+    RatioMatchingBinary(binarize=0.0, **SMALL),
+    PseudoLikelihoodIsing(binarize=0.0),
 ]
 
 
