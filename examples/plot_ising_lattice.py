@@ -63,7 +63,7 @@ print(f"relative coupling error: L1 {relative_error(lasso.couplings_):.3f}, "
 
 # %%
 # The figure.
-fig, axes = plt.subplots(2, 3, figsize=(13, 8.5))
+fig, axes = plt.subplots(2, 3, figsize=(10.5, 7), layout="constrained")
 vmax = 0.5
 for ax, J, title in zip(
     axes[0],

@@ -36,7 +36,7 @@ from skebm import EnergyDiscrepancyDensity, ScoreMatchingDensity
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 rng = np.random.RandomState(0)
-n_samples = 4000
+n_samples = 2000
 left = rng.rand(n_samples) < 0.2
 X = (np.where(left, -3.0, 3.0) + 0.5 * rng.randn(n_samples))[:, None]
 

@@ -148,7 +148,7 @@ for where, pair in fits.items():
 # true Gaussian (black), the plain fit (red, dashed) and the domain-aware fit
 # (blue).
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+fig, axes = plt.subplots(1, 3, figsize=(11, 4))
 ax = axes[0]
 grid = np.linspace(-1.5, 3.5, 501)[:, None]
 true_1d = np.where(
@@ -162,12 +162,12 @@ ax.plot(grid, true_1d, "k", lw=2, label="true density")
 ax.plot(grid, np.exp(plain_1d.score_samples(grid)), "r--", lw=2, label="plain SM")
 ax.plot(grid, np.exp(aware_1d.score_samples(grid)), "b", lw=2,
         label='domain="nonnegative"')
-ax.set_title("1-D, x >= 0 (34% of the mass cut)")
+ax.set_title("1-D, x >= 0\n(34% of the mass cut)")
 ax.legend(fontsize=8)
 
 panels = [
-    (axes[1], X_box, *fits["box"], "box (59% cut), ScoreMatchingDensity"),
-    (axes[2], X_disc, *fits["disc"], "disc (39% cut), SlicedScoreMatchingDensity"),
+    (axes[1], X_box, *fits["box"], "box (59% cut)\nScoreMatchingDensity"),
+    (axes[2], X_disc, *fits["disc"], "disc (39% cut)\nSlicedScoreMatchingDensity"),
 ]
 for ax, X, plain, aware, title in panels:
     ax.scatter(*X[:1500].T, s=2, color="0.6")

@@ -6,7 +6,19 @@ the base), ``training`` (one subtask per epoch; with cross-fitting, one per
 fold, each holding its epochs, then the final run) and ``log Z``. With an
 older scikit-learn every function here does nothing, and estimators have no
 ``set_callbacks``.
+
+``ProgressBar`` draws with rich's global console. When standard output is not
+a terminal (a log file, a pipe, CI, a notebook's subprocess), rich knows no
+width and falls back to 80 columns: the nested rows of a search (``GridSearchCV
+- candidate-split-evaluation | Pipeline - fit-final-estimator | ... #3``) take
+them all, and rich drops the bar and cuts the time column to ``0:0…``. A fit
+with a ``ProgressBar`` therefore widens that console to ``LOG_WIDTH`` columns
+when it is not a terminal, unless the user chose a width (``COLUMNS``). Rich
+draws a non-terminal display once, when the outermost fit ends, so the log
+gets one complete table.
 """
+
+import os
 
 import numpy as np
 
@@ -20,6 +32,11 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 HAS_CALLBACKS = hasattr(CallbackSupportMixin, "set_callbacks")
 
+# Wide enough for a row nested four levels deep (GridSearchCV > Pipeline >
+# estimator > task): ~80 characters of description, the 40-column bar, the
+# percentage and the elapsed time.
+LOG_WIDTH = 160
+
 
 def has_callbacks(estimator):
     """Whether a callback listens: set on the estimator, or a meta-estimator's."""
@@ -28,6 +45,34 @@ def has_callbacks(estimator):
     return bool(getattr(estimator, "_skl_callbacks", None)) or hasattr(
         estimator, "_parent_callback_ctx"
     )
+
+
+def widen_log_display(estimator):
+    """Give rich's console ``LOG_WIDTH`` columns when a ``ProgressBar`` draws
+    to something that is not a terminal (see the module docstring).
+
+    The bar may be the estimator's own, or a meta-estimator's above it that
+    does not reach into this fit (``max_propagation_depth``): its rows are cut
+    as well."""
+    callbacks = list(getattr(estimator, "_skl_callbacks", None) or [])
+    context = getattr(estimator, "_parent_callback_ctx", None)
+    while context is not None:
+        callbacks += getattr(context, "_callbacks", None) or []
+        context = getattr(context, "parent", None)
+    if not callbacks:
+        return
+    try:
+        import rich
+        from sklearn.callback import ProgressBar
+    except ImportError:  # pragma: no cover - ProgressBar itself needs both
+        return
+    if not any(isinstance(callback, ProgressBar) for callback in callbacks):
+        return
+    console = rich.get_console()
+    if console.is_terminal or console.is_jupyter or "COLUMNS" in os.environ:
+        return
+    if console.width < LOG_WIDTH:
+        console.width = LOG_WIDTH
 
 
 class Task:
@@ -41,6 +86,7 @@ class Task:
     def root(cls, estimator, X):
         if not has_callbacks(estimator):
             return cls(estimator, None)
+        widen_log_display(estimator)
         context = estimator._init_callback_context(max_subtasks=None)
         context.call_on_fit_task_begin(estimator=estimator, X=X)
         return cls(estimator, context)

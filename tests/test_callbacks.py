@@ -1,5 +1,6 @@
 """scikit-learn's callbacks (``sklearn.callback``): progress bars and monitors."""
 
+import re
 import warnings
 
 import numpy as np
@@ -128,3 +129,86 @@ def test_callbacks_are_optional_and_not_parameters():
     assert "callbacks" not in est.get_params()
     est.fit(_data("SlicedScoreMatchingDensity"))
     assert not hasattr(est, "_skl_callbacks")
+
+
+LOGGED_SEARCH = """
+import re
+import warnings
+from sklearn.callback import ProgressBar
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from skebm import SlicedScoreMatchingDensity
+from skebm.datasets import make_two_moons
+
+warnings.simplefilter("ignore")
+X = make_two_moons(300, random_state=0)
+est = SlicedScoreMatchingDensity(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+search = GridSearchCV(make_pipeline(StandardScaler(), est),
+                      {"slicedscorematchingdensity__random_state": [0]}, cv=2)
+search.set_callbacks(ProgressBar(max_propagation_depth=None)).fit(X)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [None, "100"])
+def test_progress_bar_in_a_log_file_keeps_whole_rows(columns, tmp_path):
+    """Output that is not a terminal: rich falls back to 80 columns, where the
+    nested rows of a search used to lose their bar and time (``0:0…``)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    if columns is not None:
+        env["COLUMNS"] = columns
+    log = tmp_path / "fit.log"
+    with open(log, "w") as stdout:
+        subprocess.run(
+            [sys.executable, "-c", LOGGED_SEARCH],
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=True,
+            timeout=600,
+        )
+    rows = log.read_text(encoding="utf-8").splitlines()
+    assert any("SlicedScoreMatchingDensity - fit" in row for row in rows)
+    if columns is None:  # widened: every row whole, elapsed time last
+        assert rows and "…" not in "".join(rows)
+        assert all(re.search(r"100% \d+:\d\d:\d\d$", row.rstrip()) for row in rows)
+    else:  # the user's width is kept
+        assert max(len(row.rstrip()) for row in rows) <= int(columns)
+
+
+@pytest.mark.parametrize(
+    "terminal, columns, widened", [(False, None, True), (False, "100", False),
+                                   (True, None, False)]
+)
+def test_a_progress_bar_widens_rich_only_when_not_a_terminal(
+    terminal, columns, widened, monkeypatch
+):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from skebm._callbacks import LOG_WIDTH, widen_log_display
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    if columns is not None:
+        monkeypatch.setenv("COLUMNS", columns)
+    # rich's global console, writing to a file; a terminal of 80 columns
+    console = Console(file=io.StringIO(), force_terminal=terminal)
+    if terminal:
+        console.width = 80
+    monkeypatch.setattr(rich, "_console", console)
+    before = console.width  # 80, COLUMNS, or a terminal's width on stdin/stderr
+    est = SlicedScoreMatchingDensity()
+    widen_log_display(est)  # no callback: nothing changes
+    assert console.width == before
+    widen_log_display(est.set_callbacks(callback.ProgressBar()))
+    assert console.width == (max(before, LOG_WIDTH) if widened else before)

@@ -1,39 +1,34 @@
-"""The README's python blocks run as written, in order, in a fresh interpreter,
-and print what the README says they print.
+"""The README's python blocks run however a reader runs them, and print what
+the README says they print.
 
 A ```python block followed by a ```text block is checked against it: the text
-block is the block's expected standard output (exactly, after stripping
-trailing whitespace). Blocks are run one after the other in one namespace, as
-a reader pasting them into one session would.
+block is the block's expected standard output. Each block is run saved as a
+script on its own (``python snippet.py``: the output must match exactly), and
+all blocks are pasted one after the other into one interactive session
+(``python -i``: the expected lines must appear in order, among the values the
+interpreter echoes). A quick test checks without running anything that every
+block compiles, pastes (blank lines where the interpreter needs them) and
+guards code that starts processes.
 """
 
-import json
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from _snippets import (
+    finish,
+    in_order,
+    lines,
+    paste_problems,
+    repl_input,
+    start_repl,
+    start_script,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 FENCE = re.compile(r"^( *)```(\w+)\n(.*?)^\1```", re.S | re.M)
-
-RUNNER = r"""
-import contextlib, io, json, sys, warnings
-blocks = json.load(open(sys.argv[1]))
-namespace = {"__name__": "__readme__"}
-outputs = []
-for label, source in blocks:
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exec(compile(source, label, "exec"), namespace)
-    outputs.append(buffer.getvalue())
-json.dump(outputs, open(sys.argv[2], "w"))
-"""
-
 
 def readme_blocks():
     """``[(label, python source, expected output or None)]`` in the README's
@@ -61,25 +56,49 @@ def test_readme_has_checked_python_blocks():
     assert sum(expected is not None for _, _, expected in blocks) >= 4
 
 
+@pytest.mark.parametrize(
+    "block", readme_blocks(), ids=lambda block: block[0].rsplit(" ", 1)[-1]
+)
+def test_readme_block_compiles_as_a_script_and_pastes_into_a_repl(block):
+    label, source, _ = block
+    compile(source, label, "exec")
+    assert paste_problems(source) == [], f"{label} does not paste:\n{source}"
+    if "LocalCluster" in source or "ProcessPool" in source:
+        # the workers re-import a script: without the guard they run it again
+        assert 'if __name__ == "__main__":' in source, label
+
+
+def test_paste_check_catches_what_the_interpreter_rejects():
+    with_block = "with open('f') as f:\n    x = 1\nprint(x)\n"
+    assert paste_problems(with_block)
+    assert not paste_problems(with_block.replace("\nprint", "\n\nprint"))
+    assert paste_problems("def f():\n    x = 1\n\n    return x\n")
+
+
+MARKER = "<<< block {} >>>"
+
+
 @pytest.mark.slow
-def test_readme_python_blocks_run_and_print_what_they_claim(tmp_path):
+def test_readme_blocks_run_as_scripts_and_in_a_repl(tmp_path):
     blocks = readme_blocks()
-    source_file = tmp_path / "blocks.json"
-    output_file = tmp_path / "outputs.json"
-    source_file.write_text(json.dumps([(label, source) for label, source, _ in blocks]))
-    run = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(source_file), str(output_file)],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=1500,
+    session = "".join(
+        repl_input(source) + f"print({MARKER.format(i)!r})\n"
+        for i, (_, source, _) in enumerate(blocks)
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    outputs = json.loads(output_file.read_text())
-    for (label, source, expected), output in zip(blocks, outputs, strict=True):
-        if expected is None:
-            continue
-        got = "\n".join(line.rstrip() for line in output.strip().splitlines())
-        want = "\n".join(line.rstrip() for line in expected.strip().splitlines())
-        assert got == want, f"{label}\n{source}\nprinted\n{got}\nnot\n{want}"
+    (tmp_path / "repl").mkdir()
+    repl = start_repl(session, tmp_path / "repl")  # runs beside the scripts
+    for i, (label, source, expected) in enumerate(blocks):
+        directory = tmp_path / f"script_{i}"
+        directory.mkdir()
+        output = finish(start_script(source, directory), f"{label}, as a script")
+        if expected is not None:
+            assert lines(output) == lines(expected), (
+                f"{label}, as a script, printed\n{output}\nnot\n{expected}"
+            )
+    output = finish(repl, "the README pasted into python -i")
+    for i, (label, _, expected) in enumerate(blocks):
+        before, _, output = output.partition(MARKER.format(i))
+        if expected is not None:
+            assert in_order(expected, before), (
+                f"{label}, pasted, printed\n{before}\nnot\n{expected}"
+            )
