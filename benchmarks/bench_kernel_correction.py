@@ -32,6 +32,7 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV
@@ -138,9 +139,9 @@ def real_table(name):
 
 # ------------------------------------------------------------------ peers
 def gmm_cv(X, seed):
-    grid = list(range(1, 11)) + [12, 15, 20, 25, 30]
+    grid = list(range(1, 11)) + [15, 20]
     if len(X) >= 10000:
-        grid += [40, 50]
+        grid = [2, 4, 6, 8, 10, 15, 20, 30, 40]
     search = GridSearchCV(
         GaussianMixture(random_state=seed, reg_covar=1e-6),
         {"n_components": grid, "covariance_type": ["full", "diag"]},
@@ -178,11 +179,11 @@ def _log_z(f_draws):
     )
 
 
-BANDWIDTHS = (0.5, 0.7, 1.0, 1.5)  # times n^(-1/(d+4)) (Scott's rate)
+BANDWIDTHS = (0.5, 0.7, 1.0)  # times n^(-1/(d+4)) (Scott's rate)
 # Regularization relative to the curvature of the objective at theta = 0
 # (trace(C) / trace(R) for score matching, sum_m Var_q(phi_m) / trace(R) for
 # likelihood), so that one grid serves every bandwidth and data set.
-ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+ALPHAS = {"sm": (1e-3, 1e-2, 1e-1, 1.0), "ml": (1e-4, 1e-3, 1e-2, 1e-1)}
 
 
 def _penalty(corr, penalty):
@@ -207,12 +208,12 @@ def _solve(method, corr, x, s, draws, alphas, penalty):
         phi_draws = corr.features(draws)
     scale = float(phi_draws.var(0).sum() / torch.diagonal(R).sum())
     return solve_importance_likelihood(
-        phi_mean, phi_draws, alpha=[a * scale for a in alphas], penalty=R
+        phi_mean, phi_draws, alpha=[a * scale for a in alphas], penalty=R, max_iter=100
     )
 
 
 def select_correction(
-    base, X_fit, X_val, *, n_landmarks, seed, penalty, method, n_draws=20000
+    base, X_fit, X_val, *, n_landmarks, seed, penalty, method, n_draws=10000
 ):
     """Grid over (bandwidth, alpha): returns the best (val LL, sigma, alpha, gain).
 
@@ -235,7 +236,7 @@ def select_correction(
     for c in BANDWIDTHS:
         sigma = c * scale
         corr = RBFCorrection(landmarks, sigma)
-        thetas = _solve(method, corr, x_fit, s_fit, fit_draws, ALPHAS, penalty)
+        thetas = _solve(method, corr, x_fit, s_fit, fit_draws, ALPHAS[method], penalty)
         with torch.no_grad():
             f_val = _features_times(corr, x_val, thetas)
             f_draw = _features_times(corr, draws, thetas)
@@ -244,7 +245,7 @@ def select_correction(
         val[ess < 0.05] = -np.inf  # an unreliable normalizer is not a candidate
         i = int(np.argmax(val))
         if val[i] > best[0]:
-            best = (float(val[i]), sigma, ALPHAS[i], float(val[i]) - base_val)
+            best = (float(val[i]), sigma, ALPHAS[method][i], float(val[i]) - base_val)
     return best
 
 
@@ -256,7 +257,7 @@ def fit_correction(base, X, sigma, alpha, *, n_landmarks, seed, penalty, method)
     with torch.no_grad():
         s = base.score(x) if method == "sm" else None
         gen = torch.Generator().manual_seed(seed + 3)
-        draws = base.sample(20000, generator=gen) if method == "ml" else None
+        draws = base.sample(10000, generator=gen) if method == "ml" else None
     corr = RBFCorrection(landmarks, sigma)
     corr.coef.data = _solve(method, corr, x, s, draws, [alpha], penalty)[:, 0]
     return corr
@@ -281,8 +282,13 @@ def kef(base_mixture, X_train, X_test, *, seed, penalty, n_landmarks, method):
     perm = rng.permutation(len(X_train))
     cut = int(0.8 * len(X_train))
     fit_rows, val_rows = X_train[perm[:cut]], X_train[perm[cut:]]
+    # Select on rows the base has not seen either: the same mixture
+    # hyperparameters refitted on the inner fit rows (a base fitted on the
+    # validation rows scores them 0.06 nats too well on checkerboard and
+    # hides every correction).
+    inner = clone(base_mixture).fit(fit_rows)
     val, sigma, alpha, gain = select_correction(
-        base,
+        mixture_to_torch(inner),
         fit_rows,
         val_rows,
         n_landmarks=n_landmarks,
@@ -453,7 +459,7 @@ def main():
     parser.add_argument("--penalty", default="gram", choices=["gram", "ridge"])
     parser.add_argument("--landmarks", type=int, default=None)
     parser.add_argument("--methods", nargs="*", default=["sm", "ml"])
-    parser.add_argument("--joint", nargs="*", default=["sm", "ml"])
+    parser.add_argument("--joint", nargs="*", default=["sm"])
     parser.add_argument("--no-toys", action="store_true")
     parser.add_argument("--no-real", action="store_true")
     args = parser.parse_args()
@@ -468,7 +474,7 @@ def main():
         for name in toys:
             for n in args.sizes:
                 rows = []
-                for seed in range(args.seeds if n < 10000 else max(2, args.seeds - 1)):
+                for seed in range(args.seeds):
                     X_train, log_density = toy(name, n, seed)
                     X_test, _ = toy(name, 5000, 1000 + seed)
                     rows.append(

@@ -11,6 +11,7 @@ from skebm.kernel_correction import (
     RBFCorrection,
     kernel_score_matching_objective,
     kernel_score_matching_system,
+    solve_importance_likelihood,
     solve_kernel_score_matching,
 )
 from skebm.objectives import energy_gradient, exact_score_matching_loss
@@ -126,3 +127,19 @@ def test_pickle_and_float64():
     torch.testing.assert_close(f(x), g(x))
     assert f(x).dtype == torch.float64
     assert f(x)[0].item() == pytest.approx(3 * math.exp(-1.0))
+
+
+def test_importance_likelihood_is_stationary_and_recovers_a_tilt():
+    """Base N(0, 1); data N(0.5, 1) = q exp(-f) / Z with f = -0.5 x."""
+    y = torch.randn(20000, 1, dtype=torch.float64, generator=_generator(6))
+    x = 0.5 + torch.randn(5000, 1, dtype=torch.float64, generator=_generator(7))
+    theta = solve_importance_likelihood(x.mean(0), y, alpha=0.0)
+    assert theta.item() == pytest.approx(-0.5, abs=0.05)
+    # Penalized and with RBF features: the gradient of the objective vanishes.
+    f = RBFCorrection(torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None], 0.8)
+    phi_x, phi_y = f.features(x), f.features(y)
+    R = f.gram()
+    theta = solve_importance_likelihood(phi_x.mean(0), phi_y, alpha=1e-2, penalty=R)
+    w = torch.softmax(-(phi_y @ theta), 0)
+    grad = phi_x.mean(0) - w @ phi_y + 1e-2 * R @ theta
+    assert grad.abs().max() < 1e-6
