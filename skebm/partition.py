@@ -472,7 +472,9 @@ def importance_estimate(log_w, *, log_offset=0.0, min_ess=MIN_EFFECTIVE_SAMPLES)
         if not np.isfinite(log_batch).all():
             # A batch with no weight at all: its log is -inf and the spread is
             # unbounded; bound it by the smallest positive weight's scale.
-            floor = math.log(w[w > 0].min() / batches.shape[1])
+            # In logs: the smallest positive weight over a batch size can
+            # underflow to 0 (log_w 744 below the largest).
+            floor = float(np.min(log_w[w > 0] - top)) - math.log(batches.shape[1])
             log_batch = np.maximum(log_batch, floor)
         spread = float(log_batch.std(ddof=1) / math.sqrt(_N_ERROR_BATCHES))
     return PartitionEstimate(

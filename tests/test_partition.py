@@ -231,3 +231,15 @@ def test_ais_on_a_ball_matches_chi2():
     exact = 0.5 * d * math.log(2 * math.pi * s**2) + math.log(chi2.cdf(r**2 / s**2, d))
     assert 0 < stderr < 0.05
     assert abs(ais - exact) < 3 * stderr + 0.005
+
+
+def test_importance_estimate_with_an_underflowing_weight_is_finite():
+    # Weights 744 and 800 nats below the largest: the smallest positive one
+    # over a batch size underflowed to 0 and log(0) raised a math domain error.
+    from skebm.partition import importance_estimate
+
+    log_w = np.full(400, -800.0)
+    log_w[0], log_w[1] = 0.0, -744.0
+    estimate = importance_estimate(log_w)
+    assert np.isfinite(estimate.log_z) and estimate.log_z < 0
+    assert np.isfinite(estimate.stderr) and estimate.ess < 2
