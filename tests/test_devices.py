@@ -92,10 +92,11 @@ EVERY_ESTIMATOR = {
     "energy_discrepancy": lambda: EnergyDiscrepancyDensity(n_negatives=4, **FAST),
     # The binary estimators threshold the moons at binarize=0.0.
     "ratio_matching": lambda: RatioMatchingBinary(
-        hidden_layer_sizes=(8,), max_iter=3, n_ais_chains=16, n_sweeps=5, random_state=0
+        hidden_layer_sizes=(8,), max_iter=3, n_ais_chains=16, n_sweeps=5,
+        binarize=0.0, random_state=0
     ),
     "pseudo_likelihood_ising": lambda: PseudoLikelihoodIsing(
-        n_ais_chains=16, n_sweeps=5, random_state=0
+        n_ais_chains=16, n_sweeps=5, binarize=0.0, random_state=0
     ),
     "mcmc_likelihood": lambda: MCMCLikelihoodDensity(n_mcmc_steps=3, **FAST),
     "mcmc_likelihood_persistent_mala": lambda: MCMCLikelihoodDensity(
@@ -103,7 +104,7 @@ EVERY_ESTIMATOR = {
     ),
     "mcmc_likelihood_binary": lambda: MCMCLikelihoodBinary(
         hidden_layer_sizes=(8,), n_mcmc_steps=2, max_iter=3, n_ais_chains=16,
-        n_sweeps=5, random_state=0
+        n_sweeps=5, binarize=0.0, random_state=0
     ),
 }
 
