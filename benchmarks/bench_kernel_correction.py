@@ -5,7 +5,7 @@ Held-out log-likelihood (nats per sample, standardized data) of
 - ``GMM(cv)``: ``GridSearchCV(GaussianMixture, n_components 1..10, 12, 15,
   20, 25, 30 (40, 50 at n >= 10000), covariance_type full/diag, cv=3)``;
 - ``KDE(cv)``: ``GridSearchCV(KernelDensity, 20 bandwidths, cv=3)``;
-- ``SM|GMM(cv)``: the RBF correction of :mod:`skebm.kernel_correction` over
+- ``SM|GMM(cv)``: the RBF correction of :mod:`skebm._kernel_correction` over
   the ``GMM(cv)`` base, fitted in closed form by regularized score matching
   (RKHS-norm penalty), bandwidth (0.5, 0.7, 1 x Scott's n^(-1/(d+4))) and
   regularization chosen by held-out log-likelihood on a 20% inner split of the
@@ -47,7 +47,7 @@ from sklearn.neighbors import KernelDensity
 
 from skebm._mixture_base import mixture_to_torch
 from skebm.datasets import TOY_DENSITIES
-from skebm.kernel_correction import (
+from skebm._kernel_correction import (
     RBFCorrection,
     kernel_score_matching_system,
     solve_importance_likelihood,

@@ -150,6 +150,22 @@ class EnergyDiscrepancyDensity(_BaseContinuousDensity):
         Best monitored loss.
     n_iter_ : int
         Epochs run.
+    base_ : GaussianMixture or BayesianGaussianMixture or None
+        The fitted base density the energy corrects (a kernel density is a
+        ``GaussianMixture`` with a component a row and ``kernel_bandwidth_``).
+    validation_scores_ : list of float or None
+        Held-out log-likelihood before training (index 0, the base) and after
+        each epoch, when the epochs are selected.
+    best_validation_score_ : float or None
+        Its value at the epoch kept.
+    n_epochs_kept_ : int or None
+        Epochs of the correction kept; 0 when none beat the base (the model
+        is then its base, ``log_partition_ == 0``, and ``fit`` raises a
+        :class:`~skebm.exceptions.CorrectionDiscardedWarning`); None when
+        every epoch is kept (``early_stopping=False``) or there is no base.
+    correction_gain_ : float or None
+        Held-out log-likelihood gain of the epoch kept over the base, in nats
+        per sample.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

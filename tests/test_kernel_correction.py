@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from skebm.base_densities import GaussianMixtureBase
-from skebm.kernel_correction import (
+from skebm._kernel_correction import (
     RBFCorrection,
     kernel_score_matching_objective,
     kernel_score_matching_system,

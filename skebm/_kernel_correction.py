@@ -68,7 +68,7 @@ class RBFCorrection(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> from skebm.kernel_correction import RBFCorrection
+    >>> from skebm._kernel_correction import RBFCorrection
     >>> f = RBFCorrection(torch.zeros(1, 2), 1.0, torch.ones(1))
     >>> f(torch.zeros(1, 2))
     tensor([1.], dtype=torch.float64, grad_fn=<MvBackward0>)
@@ -173,7 +173,7 @@ def kernel_score_matching_system(
     Examples
     --------
     >>> import torch
-    >>> from skebm.kernel_correction import (
+    >>> from skebm._kernel_correction import (
     ...     RBFCorrection, kernel_score_matching_system)
     >>> x = torch.randn(100, 2, dtype=torch.float64,
     ...                 generator=torch.Generator().manual_seed(0))
@@ -251,7 +251,7 @@ def solve_kernel_score_matching(C, b, *, alpha, penalty="ridge", jitter=1e-10):
     Examples
     --------
     >>> import torch
-    >>> from skebm.kernel_correction import solve_kernel_score_matching
+    >>> from skebm._kernel_correction import solve_kernel_score_matching
     >>> solve_kernel_score_matching(torch.eye(2), torch.ones(2), alpha=1.0)
     tensor([0.5000, 0.5000])
     """
@@ -316,7 +316,7 @@ def solve_importance_likelihood(
     0.5 give ``theta = -0.5`` (the tilted base ``N(0.5, 1)``).
 
     >>> import torch
-    >>> from skebm.kernel_correction import solve_importance_likelihood
+    >>> from skebm._kernel_correction import solve_importance_likelihood
     >>> y = torch.randn(20000, 1, dtype=torch.float64,
     ...                 generator=torch.Generator().manual_seed(0))
     >>> theta = solve_importance_likelihood(
