@@ -45,14 +45,14 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity
 
-from skebm._mixture_base import mixture_to_torch
-from skebm.datasets import TOY_DENSITIES
 from skebm._kernel_correction import (
     RBFCorrection,
     kernel_score_matching_system,
     solve_importance_likelihood,
     solve_kernel_score_matching,
 )
+from skebm._mixture_base import mixture_to_torch
+from skebm.datasets import TOY_DENSITIES
 
 torch.set_num_threads(1)
 warnings.simplefilter("ignore", ConvergenceWarning)

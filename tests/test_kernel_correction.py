@@ -6,7 +6,6 @@ import pickle
 import pytest
 import torch
 
-from skebm.base_densities import GaussianMixtureBase
 from skebm._kernel_correction import (
     RBFCorrection,
     kernel_score_matching_objective,
@@ -14,6 +13,7 @@ from skebm._kernel_correction import (
     solve_importance_likelihood,
     solve_kernel_score_matching,
 )
+from skebm.base_densities import GaussianMixtureBase
 from skebm.objectives import energy_gradient, exact_score_matching_loss
 from skebm.objectives.score_matching import hessian_diagonal
 

@@ -12,8 +12,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _snippets import finish, in_order, lines, paste_problems, repl_input
-from _snippets import start_repl, start_script
+from _snippets import (
+    finish,
+    in_order,
+    lines,
+    paste_problems,
+    repl_input,
+    start_repl,
+    start_script,
+)
 
 DOC = Path(__file__).resolve().parents[1] / "doc"
 PAGES = sorted(
