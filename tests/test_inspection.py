@@ -149,7 +149,8 @@ def test_marginals_display_draws_each_feature_of_a_pipeline():
     display = MarginalsDisplay.from_estimator(pipe, X, random_state=0, bins=20)
     assert display.axes_.shape == (3,)
     assert display.samples.shape == (2000, 3)
-    for j, (ax, edges) in enumerate(zip(display.axes_, display.bin_edges_, strict=True)):
+    pairs = zip(display.axes_, display.bin_edges_, strict=True)
+    for j, (ax, edges) in enumerate(pairs):
         assert ax.get_title() == f"x{j}"
         assert len(ax.patches) >= 20  # the data's bars and the samples' outline
         # the samples are in the data's space: bins span the data's range
