@@ -221,6 +221,11 @@ def fingerprint_building_blocks():
                                                      n_steps=10, values=values,
                                                      generator=g()))
         )
+        out[f"log_partition_ais_binary_mixture/{name}"] = _digest(
+            tuple(partition.log_partition_ais_binary(
+                energy, torch.stack([probs, 1 - probs]), n_chains=40, n_steps=10,
+                values=values, generator=g()))
+        )
         out[f"log_partition_enumerate/{name}"] = _digest(
             tuple(partition.log_partition_enumerate(energy, d, values=values))
         )
@@ -257,6 +262,29 @@ def fingerprint_building_blocks():
         out[f"log_partition_quadrature/{name}"] = _digest(
             tuple(partition.log_partition_quadrature(energy, -6 * one, 6 * one,
                                                      n_points=101))
+        )
+    from skebm.base_densities import GaussianMixtureBase
+    from skebm.domains import Box
+
+    proposal = GaussianMixtureBase(
+        torch.tensor([0.3, 0.7], dtype=torch.float64),
+        torch.tensor([[-1.0, 0.0], [1.0, 0.5]], dtype=torch.float64),
+        torch.eye(2, dtype=torch.float64).repeat(2, 1, 1),
+    )
+    box = Box([-2.0, -2.0], [2.0, 2.0])
+    for name, energy in {"quadratic": quad, "mlp": mlp}.items():
+        out[f"log_partition_ais_proposal/{name}"] = _digest(
+            tuple(partition.log_partition_ais(energy, proposal=proposal, n_chains=32,
+                                              n_steps=10, generator=g()))
+        )
+        out[f"log_partition_ais_box/{name}"] = _digest(
+            tuple(partition.log_partition_ais(energy, mean, cov, domain=box,
+                                              n_chains=32, n_steps=10,
+                                              generator=g()))
+        )
+        out[f"log_partition_importance/{name}"] = _digest(
+            tuple(partition.log_partition_importance(energy, proposal, n_draws=500,
+                                                     generator=g()))
         )
     out["sample_gaussian"] = _digest(
         samplers.sample_gaussian(torch.zeros(2, dtype=torch.float64),

@@ -6,8 +6,7 @@ from ._energy_discrepancy import EnergyDiscrepancyDensity
 from ._ising import PseudoLikelihoodIsing
 from ._mcmc_likelihood import MCMCLikelihoodBinary, MCMCLikelihoodDensity
 from ._score_matching import ScoreMatchingDensity, SlicedScoreMatchingDensity
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "AutoregressiveScoreMatchingDensity",

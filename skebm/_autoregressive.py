@@ -15,9 +15,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._continuous import _CORRECTION_BOUND
+from ._continuous import CORRECTION_BOUND, _BaseDomainDensity
 from ._mixture_base import mixture_to_torch, select_base
-from ._score_matching import _BaseScoreMatching
 from ._torch_utils import (
     draw_seed,
     make_generator,
@@ -29,8 +28,8 @@ from .base_densities import GaussianMixtureBase
 from .domains import Box
 from .energies import (
     AutoregressiveCorrectedEnergy,
+    BoundedConditionals,
     MaskedAutoregressiveEnergy,
-    _BoundedConditionals,
 )
 from .exceptions import LogPartitionWarning
 from .objectives.composite_score_matching import composite_score_matching_loss
@@ -88,7 +87,7 @@ class _ExactLikelihoodMonitor:
         return self.model.log_prob(self.x), 0.0
 
 
-class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
+class AutoregressiveScoreMatchingDensity(_BaseDomainDensity):
     """Autoregressive density estimation by composite score matching.
 
     The density is a product of one-dimensional conditionals, each the
@@ -290,7 +289,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
     _parameter_constraints: dict = {
         **{
             key: value
-            for key, value in _BaseScoreMatching._parameter_constraints.items()
+            for key, value in _BaseDomainDensity._parameter_constraints.items()
             if key
             not in {
                 "log_partition_method",
@@ -400,7 +399,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
                     "all n_features conditional energies (see "
                     "skebm.energies.MaskedAutoregressiveEnergy)."
                 )
-            return _BoundedConditionals(copy.deepcopy(spec), _CORRECTION_BOUND)
+            return BoundedConditionals(copy.deepcopy(spec), CORRECTION_BOUND)
         return MaskedAutoregressiveEnergy(
             n_features,
             self._hidden_layer_sizes(),
@@ -408,7 +407,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
             head_size=_HEAD_SIZE,
             generator=make_generator(seed, "cpu"),
             zero_output=True,
-            output_bound=_CORRECTION_BOUND,
+            output_bound=CORRECTION_BOUND,
         )
 
     @staticmethod
@@ -493,7 +492,7 @@ class AutoregressiveScoreMatchingDensity(_BaseScoreMatching):
             if correction is None:
                 correction = self._build_correction(d, seed=seed_init)
             correction = correction.to(device=device, dtype=train_dtype)
-            if isinstance(correction, _BoundedConditionals):
+            if isinstance(correction, BoundedConditionals):
                 self._check_structure(
                     correction, X_model, device=device, dtype=train_dtype
                 )

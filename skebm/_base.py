@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _persistence
+from . import _persistence, _version
 from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
@@ -46,12 +46,8 @@ from .partition import (
     log_partition_gaussian,
     log_partition_quadrature,
 )
-from .samplers import (
-    has_input_gradient,
-    mala,
-    random_walk_metropolis,
-    sample_gaussian,
-)
+from .samplers import mala, random_walk_metropolis, sample_gaussian
+from .samplers.continuous import has_input_gradient
 
 # Rows of the training data kept to start sampling chains "from data".
 _N_INIT_POINTS = 1000
@@ -155,9 +151,8 @@ def _warn_unreliable_log_partition(estimator, estimate, method):
 
 
 def _skebm_version():
-    from . import __version__
-
-    return __version__
+    # Read at call time, so that a file records the running release.
+    return _version.__version__
 
 
 class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC):

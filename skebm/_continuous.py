@@ -12,18 +12,20 @@ resamples draws from ``q`` by their weights before its MALA steps.
 
 import copy
 import math
+import numbers
 import warnings
 from functools import partial
 
 import numpy as np
 import torch
 from sklearn.mixture._base import BaseMixture
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
 from ._mixture_base import describe_base, fit_base, mixture_to_torch, select_base
 from ._torch_utils import EVAL_CHUNK_SIZE, as_tensor, make_generator
 from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
+from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
 from .exceptions import CorrectionDiscardedWarning
 from .partition import PartitionEstimate, log_partition_ais, log_partition_importance
@@ -42,7 +44,7 @@ _MONITOR_DRAWS = 4096
 # from the base are bounded (at worst exp(8) apart) and their estimate of log Z
 # stays reliable; unbounded, a correction learned in 30 dimensions put weights
 # of exp(20) in the base's tails and log Z was off by 2 nats.
-_CORRECTION_BOUND = 4.0
+CORRECTION_BOUND = 4.0
 # log Z_f by importance sampling from the base: first batch and limit.
 _IMPORTANCE_DRAWS = 16384
 _MAX_IMPORTANCE_DRAWS = 262144
@@ -124,7 +126,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
                 generator=generator,
                 confining=False,
                 zero_output=True,
-                output_bound=_CORRECTION_BOUND,
+                output_bound=CORRECTION_BOUND,
             )
         return super()._make_named_energy(name, n_features, generator)
 
@@ -446,3 +448,45 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             device=device,
             dtype=dtype,
         )
+
+
+class _BaseDomainDensity(_BaseContinuousDensity):
+    """Shared by the estimators fitted on a domain (score matching, sliced and
+    autoregressive): the ``domain`` and ``boundary_weight_cap`` parameters."""
+
+    _parameter_constraints: dict = {
+        **_BaseContinuousDensity._parameter_constraints,
+        "domain": [None, StrOptions({"nonnegative"}), tuple, list, Domain],
+        "boundary_weight_cap": [
+            Interval(numbers.Real, 0, None, closed="neither"),
+            None,
+        ],
+    }
+
+    def _domain(self):
+        domain = self.domain
+        if domain is None or isinstance(domain, Domain):
+            return domain
+        if isinstance(domain, str):  # "nonnegative", checked by the constraints
+            return Orthant()
+        if len(domain) != 2:
+            raise ValueError(
+                "domain given as a tuple must be (lower, upper), got "
+                f"{len(domain)} entries."
+            )
+        return Box(*domain)
+
+    def _positive_only(self):
+        return isinstance(self.domain, str) or type(self.domain) is Orthant
+
+    def _boundary_weight(self):
+        """``x -> (h, dh)`` of the domain, or None without one."""
+        domain = self._domain()
+        if domain is None:
+            return None
+        return partial(domain.boundary_weight, cap=self.boundary_weight_cap)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = self._positive_only()
+        return tags

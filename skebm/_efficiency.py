@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .partition import binary_states
+from ._enumeration import binary_states
 
 
 def _derivative_functions(statistics):

@@ -7,10 +7,9 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._continuous import _BaseContinuousDensity
+from ._continuous import _BaseDomainDensity
 from ._torch_utils import as_tensor
 from ._training import TrainingResult
-from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, QuadraticEnergy
 from .objectives.score_matching import (
     exact_score_matching_loss,
@@ -91,48 +90,7 @@ def _check_normalizable(energy, X, domain):
     )
 
 
-class _BaseScoreMatching(_BaseContinuousDensity):
-    """Shared by the score matching estimators: the ``domain`` parameter."""
-
-    _parameter_constraints: dict = {
-        **_BaseContinuousDensity._parameter_constraints,
-        "domain": [None, StrOptions({"nonnegative"}), tuple, list, Domain],
-        "boundary_weight_cap": [
-            Interval(numbers.Real, 0, None, closed="neither"),
-            None,
-        ],
-    }
-
-    def _domain(self):
-        domain = self.domain
-        if domain is None or isinstance(domain, Domain):
-            return domain
-        if isinstance(domain, str):  # "nonnegative", checked by the constraints
-            return Orthant()
-        if len(domain) != 2:
-            raise ValueError(
-                "domain given as a tuple must be (lower, upper), got "
-                f"{len(domain)} entries."
-            )
-        return Box(*domain)
-
-    def _positive_only(self):
-        return isinstance(self.domain, str) or type(self.domain) is Orthant
-
-    def _boundary_weight(self):
-        """``x -> (h, dh)`` of the domain, or None without one."""
-        domain = self._domain()
-        if domain is None:
-            return None
-        return partial(domain.boundary_weight, cap=self.boundary_weight_cap)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.positive_only = self._positive_only()
-        return tags
-
-
-class ScoreMatchingDensity(_BaseScoreMatching):
+class ScoreMatchingDensity(_BaseDomainDensity):
     """Energy-based density estimation by Hyvärinen's exact score matching.
 
     Fits ``p(x) = exp(-E(x)) / Z`` by minimizing the score matching objective,
@@ -525,7 +483,7 @@ class ScoreMatchingDensity(_BaseScoreMatching):
         return mean, precision, value
 
 
-class SlicedScoreMatchingDensity(_BaseScoreMatching):
+class SlicedScoreMatchingDensity(_BaseDomainDensity):
     """Energy-based density estimation by sliced score matching.
 
     Score matching with the trace of the Hessian replaced by random
@@ -764,7 +722,7 @@ class SlicedScoreMatchingDensity(_BaseScoreMatching):
     """
 
     _parameter_constraints: dict = {
-        **_BaseScoreMatching._parameter_constraints,
+        **_BaseDomainDensity._parameter_constraints,
         "method": [StrOptions({"sliced", "sliced_vr", "finite_difference"})],
         "n_projections": [Interval(numbers.Integral, 1, None, closed="left")],
         "projection": [StrOptions(set(PROJECTIONS))],

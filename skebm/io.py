@@ -57,26 +57,34 @@ def _type_name(cls):
 
 
 def _library_classes():
-    """Every class defined in skebm that a model file may hold."""
+    """Every class defined in skebm that a model file may hold, with every
+    name a module of skebm gives it.
+
+    Returns a set of ``(class, full name)``: the defining module's name, and
+    the names under which a package re-exports it (``skebm.energies.MLPEnergy``
+    for the class defined in ``skebm.energies.continuous``), which files
+    written before the energies became a package still use.
+    """
     from sklearn.base import BaseEstimator
 
     import skebm
 
     from .domains import Domain
 
-    classes = set()
+    named = set()
     for info in pkgutil.walk_packages(skebm.__path__, prefix="skebm."):
         if info.name.endswith("__main__"):
             continue
         module = importlib.import_module(info.name)
-        for value in vars(module).values():
+        for attribute, value in vars(module).items():
             if (
                 isinstance(value, type)
-                and value.__module__ == info.name
+                and value.__module__.startswith("skebm.")
                 and issubclass(value, torch.nn.Module | Domain | BaseEstimator)
             ):
-                classes.add(value)
-    return classes
+                named.add((value, _type_name(value)))
+                named.add((value, f"{info.name}.{attribute}"))
+    return named
 
 
 def _torch_classes():
@@ -108,7 +116,8 @@ def trusted_types():
     >>> "skebm._score_matching.ScoreMatchingDensity" in trusted_types()
     True
     """
-    return sorted(_type_name(c) for c in _library_classes() | _torch_classes())
+    names = {name for _, name in _library_classes()}
+    return sorted(names | {_type_name(c) for c in _torch_classes()})
 
 
 def _check_savable(obj):

@@ -29,8 +29,8 @@ from skebm.energies import (
     ACTIVATIONS,
     AutoregressiveCorrectedEnergy,
     MaskedAutoregressiveEnergy,
-    _SiluHead,
 )
+from skebm.energies._activations import SiluHead
 from skebm.objectives import composite_score_matching_loss, conditional_derivatives
 from skebm.partition import log_partition_conditional
 from skebm.samplers import sample_conditional
@@ -128,7 +128,7 @@ def test_fused_silu_head_gradients():
         torch.randn(shape, generator=gen, dtype=torch.float64, requires_grad=True)
         for shape in ((3, 4, 5), (4, 5), (4, 5))
     ]
-    assert torch.autograd.gradcheck(_SiluHead.apply, args)
+    assert torch.autograd.gradcheck(SiluHead.apply, args)
 
 
 def test_untrained_network_is_zero_and_model_is_the_base():

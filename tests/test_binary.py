@@ -89,7 +89,7 @@ def _binary_mlp(values=(0.0, 1.0), sizes=(16,), activation="softplus", d=6):
 )
 def test_flip_differences_closed_form_matches_evaluation(make, monkeypatch):
     # Small blocks: the blocked and recomputed (checkpointed) paths run.
-    monkeypatch.setattr(skebm.energies, "_FLIP_BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(skebm.energies.flips, "_FLIP_BLOCK_ELEMENTS", 64)
     energy = make()
     lo, hi = energy.values
     gen = torch.Generator().manual_seed(0)

@@ -360,7 +360,7 @@ def test_unpickling_with_another_release_warns(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
         pickle.loads(blob)  # same release: silent
-    monkeypatch.setattr(skebm, "__version__", "99.0")
+    monkeypatch.setattr(skebm._version, "__version__", "99.0")
     with pytest.warns(InconsistentVersionWarning, match="from skebm version 0.1.0"):
         loaded = pickle.loads(blob)
     assert np.isfinite(loaded.score(X))
