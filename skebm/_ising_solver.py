@@ -361,6 +361,384 @@ def _kkt_residual(grad_h, grad_edges, edges, *, penalty, alpha, free):
     return max(worst, float(np.max(np.abs(g), initial=0.0)))
 
 
+def _sufficient_decrease(new_value, value, t, slope):
+    """Armijo's condition for a step of length ``t`` along a direction of
+    slope ``slope``, with slack for the rounding of a value that no longer
+    moves near the optimum."""
+    return new_value <= value + 1e-4 * t * slope + 1e-14 * abs(value)
+
+
+class _NewtonObjective:
+    """The smooth objective of one Newton solve, over ``x = (h, J_edges)``.
+
+    ``newton_system`` (a :class:`_NewtonSystem` of the edges ``(edge_rows,
+    edge_cols)``) gives the loss, to which the diagonal quadratic ``ridge``
+    (the ridge, plus an L2 penalty on the couplings) and the linear term
+    ``linear`` (an L1 penalty at fixed signs) are added.
+    """
+
+    def __init__(self, newton_system, spins, edge_rows, edge_cols, ridge, linear):
+        self.newton_system = newton_system
+        self.spins = spins
+        self.d = spins.shape[1]
+        self.edge_rows, self.edge_cols = edge_rows, edge_cols
+        self.ridge, self.linear = ridge, linear
+
+    def couplings_of(self, x):
+        """The symmetric ``(d, d)`` coupling matrix of ``x``."""
+        d = self.d
+        J = np.zeros((d, d))
+        J[self.edge_rows, self.edge_cols] = x[d:]
+        J[self.edge_cols, self.edge_rows] = x[d:]
+        return J
+
+    def __call__(self, x):
+        """``(value, grad, hessian)`` at ``x``."""
+        d, ridge, linear = self.d, self.ridge, self.linear
+        value, grad, hess = self.newton_system(x[:d], self.couplings_of(x))
+        value += 0.5 * (ridge * x) @ x + linear @ x
+        grad += ridge * x + linear
+        hess[np.diag_indices_from(hess)] += ridge
+        return value, grad, hess
+
+    def value_at(self, x):
+        """The objective alone (no Hessian), for backtracking."""
+        ridge, linear = self.ridge, self.linear
+        value, _, _ = _pseudo_likelihood_value_and_gradient(
+            self.spins, torch.as_tensor(x[: self.d]),
+            torch.as_tensor(self.couplings_of(x)), self.newton_system.workspace,
+        )
+        return value + 0.5 * (ridge * x) @ x + linear @ x
+
+
+class _PseudoLikelihoodSolver:
+    """The state one solve shares across its phases and methods.
+
+    The variables are the fields ``h`` and the ``m`` couplings ``edges`` of
+    the upper triangle (``J[rows, cols]``). The solver keeps the data and its
+    :class:`_Workspace`, the options, the loss curve and the iteration count
+    over every phase (``max_iter`` bounds them together), and two caches:
+    the last float64 evaluation and the last Newton system.
+    """
+
+    def __init__(self, spins, *, alpha, max_iter, tol, verbose):
+        self.spins = spins
+        self.n, self.d = spins.shape
+        self.rows, self.cols = np.triu_indices(self.d, 1)
+        self.m = self.rows.size
+        self.device = device = spins.device
+        self.iu = (
+            torch.as_tensor(self.rows, device=device),
+            torch.as_tensor(self.cols, device=device),
+        )
+        self.workspace = _Workspace(spins)
+        self.alpha, self.max_iter, self.tol = alpha, max_iter, tol
+        self.verbose = verbose
+        self.loss_curve = []
+        self.n_iter = 0
+        # The point, and raw loss and gradients, of the last float64 evaluation.
+        self._last_evaluation = {}
+        # Created on the first single-precision evaluation.
+        self._single_precision = None
+        # The edge set, end point, system and raw result of the last Newton
+        # solve.
+        self._newton_cache = {}
+
+    def starting_point(self, h0, J0):
+        """``(h, edges)`` to start from: ``h0`` and the upper triangle of
+        ``J0``, or, when both are zero, the independent-spin solution."""
+        h = np.asarray(h0, dtype=np.float64)
+        edges = np.asarray(J0, dtype=np.float64)[self.rows, self.cols]
+        if not h.any() and not edges.any():
+            # Cold start at the independent-spin solution.
+            mean = to_numpy(self.spins.mean(0))
+            h = np.arctanh(np.clip(mean, -1 + 1e-6, 1 - 1e-6))
+        return h, edges
+
+    def _unpack(self, h, edges):
+        """``(h, J)`` as float64 tensors on the data's device."""
+        d, device = self.d, self.device
+        J = torch.zeros(d, d, dtype=torch.float64, device=device)
+        e = torch.as_tensor(edges, dtype=torch.float64, device=device)
+        J[self.iu] = e
+        return torch.as_tensor(h, dtype=torch.float64, device=device), J + J.T
+
+    def smooth(self, h, edges, l2, fast=False):
+        """Loss + ridge (+ L2 penalty), with gradients, in numpy; ``fast``:
+        in single precision."""
+        last = self._last_evaluation
+        if fast:
+            if self._single_precision is None:
+                self._single_precision = _SinglePrecision(self.workspace)
+            J = np.zeros((self.d, self.d))
+            J[self.rows, self.cols] = edges
+            value, gh, gJ = self._single_precision.evaluate(h, J + J.T)
+            gh, gJ = torch.from_numpy(gh), torch.from_numpy(gJ)
+        # The solver's last evaluation is at the point the KKT checks and the
+        # next phase start from: evaluate each point once.
+        elif (
+            last
+            and np.array_equal(last["h"], h)
+            and np.array_equal(last["edges"], edges)
+        ):
+            value, gh, gJ = last["raw"]
+        else:
+            th, tJ = self._unpack(h, edges)
+            value, gh, gJ = _pseudo_likelihood_value_and_gradient(
+                self.spins, th, tJ, self.workspace
+            )
+            last.update(h=h.copy(), edges=edges.copy(), raw=(value, gh, gJ))
+        gh = to_numpy(gh) + _RIDGE * h
+        ge = to_numpy(gJ[self.iu]) + (_RIDGE + l2) * edges
+        value += 0.5 * _RIDGE * (h @ h) + 0.5 * (_RIDGE + l2) * (edges @ edges)
+        return value, gh, ge
+
+    def _record(self, value, phase):
+        """Append an iteration's objective to the loss curve (and print it)."""
+        self.loss_curve.append(float(value))
+        if self.verbose:
+            print(f"{phase} iteration {len(self.loss_curve)}, "
+                  f"loss = {self.loss_curve[-1]:.8f}")
+
+    def lbfgs(self, fun, x0, bounds, phase, stop=None, limit=None):
+        """L-BFGS-B on ``fun`` from ``x0``, for the iterations left (at most
+        ``limit``); ``stop(x)``, true after an iteration, ends it there."""
+
+        def callback(intermediate_result):
+            self._record(intermediate_result.fun, phase)
+            if stop is not None and stop(intermediate_result.x):
+                raise StopIteration
+
+        max_iter = self.max_iter
+        result = minimize(
+            fun,
+            x0,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            callback=callback,
+            options={
+                "maxiter": max(1, min(max_iter - self.n_iter, limit or max_iter)),
+                "gtol": self.tol,
+                "ftol": 0.0,
+                "maxcor": _LBFGS_MEMORY,
+                "maxls": 50,
+            },
+        )
+        self.n_iter += int(result.nit)
+        return result.x
+
+    def newton_affordable(self, work):
+        """Whether a Newton solve over the couplings ``work`` is cheap."""
+        # The restricted Hessian costs at most about two evaluations.
+        d = self.d
+        return self.workspace.numpy and _newton_cost(
+            d, self.rows, self.cols, work
+        ) <= max(2 * d * d, 2**25 // self.n)
+
+    def newton(self, h, edges, idx, l2, phase, l1_signs=None):
+        """Damped Newton on the smooth problem over the fields and the
+        couplings ``idx`` (the others held at zero): a handful of
+        iterations from a warm start, each one evaluation and one Hessian.
+
+        With ``l1_signs``, the L1 penalty on couplings of these fixed signs
+        (linear while no sign changes); returns None if a step would
+        change one (the support guessed was wrong)."""
+        d = self.d
+        edge_rows, edge_cols = self.rows[idx], self.cols[idx]
+        ridge = np.concatenate([np.full(d, _RIDGE), np.full(idx.size, _RIDGE + l2)])
+        linear = np.zeros(d + idx.size)
+        if l1_signs is not None:
+            linear[d:] = self.alpha * l1_signs
+
+        x = np.concatenate([h, edges[idx]])
+        # The refit starts where the L1 Newton step ended, on the same
+        # couplings: its system there is the L1 one less the linear term.
+        cache = self._newton_cache
+        key = (idx.tobytes(), l2)
+        reuse = cache.get("key") == key and np.array_equal(cache["x"], x)
+        if reuse:
+            newton_system = cache["system"]
+        else:
+            newton_system = _NewtonSystem(self.workspace, edge_rows, edge_cols)
+        objective = _NewtonObjective(
+            newton_system, self.spins, edge_rows, edge_cols, ridge, linear
+        )
+        if reuse:
+            value, grad, hess = cache["raw"]
+            value, grad = value + linear @ x, grad + linear
+        else:
+            value, grad, hess = objective(x)
+        end = self._newton_steps(objective, x, value, grad, hess, phase, l1_signs)
+        if end is None:
+            return None
+        x, value, grad, hess = end
+        cache.update(
+            key=key, x=x, system=newton_system,
+            raw=(value - linear @ x, grad - linear, hess),
+        )
+        out = np.zeros(self.m)
+        out[idx] = x[d:]
+        return x[:d], out
+
+    def _newton_steps(self, objective, x, value, grad, hess, phase, l1_signs):
+        """Damped Newton iterations on ``objective`` from ``x`` (where it is
+        ``value, grad, hess``) until the gradient is within ``tol`` or the
+        iterations run out: the last ``(x, value, grad, hess)``, or None when
+        a step would change one of ``l1_signs``."""
+        d = self.d
+        while np.max(np.abs(grad)) > self.tol and self.n_iter < self.max_iter:
+            try:
+                step = -cho_solve(cho_factor(hess), grad)
+            except np.linalg.LinAlgError:  # pragma: no cover - ridge: H > 0
+                step = -grad
+            slope = grad @ step
+            t = 1.0
+            if l1_signs is not None and np.any(l1_signs * (x + step)[d:] <= 0):
+                return None
+            # The full step with its Hessian, shorter ones on the value alone.
+            new = objective(x + step)
+            if not _sufficient_decrease(new[0], value, 1.0, slope):
+                t = 0.5
+                while t >= 1e-10 and not _sufficient_decrease(
+                    objective.value_at(x + t * step), value, t, slope
+                ):
+                    t *= 0.5
+                if t < 1e-10:
+                    break
+                new = objective(x + t * step)
+            x = x + t * step
+            value, grad, hess = new
+            self.n_iter += 1
+            self._record(value, phase)
+        return x, value, grad, hess
+
+    def _restricted_objective(self, idx, l1, l2):
+        """``(couplings, fun)`` of a solve over the fields and the couplings
+        ``idx``: ``couplings(x)``, all ``m`` couplings of the variables ``x``
+        (the others zero), and ``fun(x, fast=False)``, the objective and its
+        gradient (with ``l1``, in the split form ``J = J⁺ - J⁻``)."""
+        d, m, alpha = self.d, self.m, self.alpha
+        k = idx.size
+
+        def couplings(x):
+            full = np.zeros(m)
+            full[idx] = x[d : d + k] - x[d + k :] if l1 else x[d:]
+            return full
+
+        def fun(x, fast=False):
+            value, gh, ge = self.smooth(x[:d], couplings(x), l2, fast)
+            ge = ge[idx]
+            if not l1:
+                return value, np.concatenate([gh, ge])
+            value += alpha * x[d:].sum()
+            return value, np.concatenate([gh, ge + alpha, alpha - ge])
+
+        return couplings, fun
+
+    def solve_on(self, h, edges, work, l1, l2, phase):
+        """Minimize over the fields and the couplings in ``work`` (the others
+        held at zero); with ``l1``, in the split form ``J = J⁺ - J⁻``."""
+        d, tol = self.d, self.tol
+        idx = np.flatnonzero(work)
+        k = idx.size
+        couplings, fun = self._restricted_objective(idx, l1, l2)
+        e = edges[idx]
+        if not l1 and self.newton_affordable(work):
+            return self.newton(h, edges, idx, l2, phase)
+        if l1:
+            x0 = np.concatenate([h, np.maximum(e, 0), np.maximum(-e, 0)])
+            bounds = [(None, None)] * d + [(0.0, None)] * (2 * k)
+        else:
+            x0, bounds = np.concatenate([h, e]), None
+        if not l1 and self.workspace.numpy and d + k <= _NEWTON_MAX_PARAMS:
+            x = self.lbfgs(fun, x0, bounds, phase, limit=_LBFGS_BEFORE_NEWTON)
+            _, gh, ge = self.smooth(x[:d], couplings(x), l2)
+            if max(np.max(np.abs(gh)), np.max(np.abs(ge[idx]), initial=0.0)) > tol:
+                return self.newton(x[:d], couplings(x), idx, l2, phase)
+            return x[:d], couplings(x)
+        if not (l1 and self.workspace.numpy):
+            x = self.lbfgs(fun, x0, bounds, phase)
+            return x[:d], couplings(x)
+        return self._solve_l1_on_support(x0, bounds, idx, work, l2, phase)
+
+    def _solve_l1_on_support(self, x0, bounds, idx, work, l2, phase):
+        """The L1 solve over the fields and the couplings ``idx``, from
+        ``x0`` in the split form.
+
+        L-BFGS-B finds the support (the nonzero couplings and their signs)
+        well before it converges; once that has held for a few iterations,
+        Newton on the fixed-sign problem (smooth there) finishes in a few
+        steps. Its answer is kept only if it satisfies the KKT conditions
+        of the working set; otherwise L-BFGS-B resumes.
+        """
+        d, k = self.d, idx.size
+        couplings, fun = self._restricted_objective(idx, True, l2)
+        history = []
+
+        def settled(x):
+            pattern = np.sign(x[d : d + k] - x[d + k :])
+            history.append(pattern)
+            if len(history) < _SUPPORT_PATIENCE or not all(
+                np.array_equal(p, pattern) for p in history[-_SUPPORT_PATIENCE:]
+            ):
+                return False
+            return self.newton_affordable(
+                np.isin(np.arange(self.m), idx[pattern != 0])
+            )
+
+        # The support is found in single precision.
+        x = self.lbfgs(lambda x: fun(x, True), x0, bounds, phase, stop=settled)
+        h_try, full = x[:d], couplings(x)
+        support = np.flatnonzero(full)
+        if len(history) >= _SUPPORT_PATIENCE and support.size:
+            polished = self._polish_l1_support(h_try, full, support, work, phase)
+            if polished is not None:
+                return polished
+        x0 = x
+        x = self.lbfgs(fun, x0, bounds, phase)
+        return x[:d], couplings(x)
+
+    def _polish_l1_support(self, h, edges, support, work, phase):
+        """Newton on the L1 problem with the couplings ``support`` at the
+        signs of ``edges`` (the others zero): ``(h, edges)`` there if they
+        satisfy the KKT conditions of the working set ``work``, else None."""
+        alpha, tol = self.alpha, self.tol
+        polished = self.newton(h, edges, support, 0.0, phase,
+                               l1_signs=np.sign(edges[support]))
+        if polished is None:
+            return None
+        h_new, full_new = polished
+        _, gh, ge = self.smooth(h_new, full_new, 0.0)
+        nz = full_new != 0
+        ok = (
+            np.max(np.abs(gh)) <= tol
+            and np.all(np.abs(ge[nz] + alpha * np.sign(full_new[nz])) <= tol)
+            and np.all(np.abs(ge[work & ~nz]) <= alpha + tol)
+        )
+        return (h_new, full_new) if ok else None
+
+    def solve_l1_working_set(self, h, edges):
+        """The L1 solve from ``(h, edges)``, by working sets.
+
+        Solve over the couplings that are nonzero or violate
+        ``|gradient| <= alpha``, check the KKT conditions on all couplings,
+        add the violators, repeat. Each restricted solve is exact, so the
+        loop ends at the solution of the full problem.
+        """
+        alpha, tol = self.alpha, self.tol
+        _, _, ge = self.smooth(h, edges, 0.0)
+        work = (edges != 0) | (np.abs(ge) > alpha)
+        while True:
+            h, edges = self.solve_on(h, edges, work, True, 0.0, "l1")
+            _, _, ge = self.smooth(h, edges, 0.0)
+            violators = ~work & (np.abs(ge) > alpha + tol)
+            if not violators.any() or self.n_iter >= self.max_iter:
+                break
+            work |= violators
+        return h, edges
+
+
 def _solve_pseudo_likelihood(
     spins,
     h0,
@@ -392,295 +770,32 @@ def _solve_pseudo_likelihood(
     Returns ``(h, J, value, loss_curve, n_iter, converged, kkt)`` with ``h``,
     ``J`` float64 numpy arrays and ``value`` the final objective.
     """
-    n, d = spins.shape
-    rows, cols = np.triu_indices(d, 1)
-    m = rows.size
-    device = spins.device
-    iu = (torch.as_tensor(rows, device=device), torch.as_tensor(cols, device=device))
-    workspace = _Workspace(spins)
-    loss_curve = []
-    n_iter = 0
-
-    def unpack(h, edges):
-        J = torch.zeros(d, d, dtype=torch.float64, device=device)
-        e = torch.as_tensor(edges, dtype=torch.float64, device=device)
-        J[iu] = e
-        return torch.as_tensor(h, dtype=torch.float64, device=device), J + J.T
-
-    last = {}
-
-    single = []
-
-    def smooth(h, edges, l2, fast=False):
-        """Loss + ridge (+ L2 penalty), with gradients, in numpy; ``fast``:
-        in single precision."""
-        if fast:
-            if not single:
-                single.append(_SinglePrecision(workspace))
-            J = np.zeros((d, d))
-            J[rows, cols] = edges
-            value, gh, gJ = single[0].evaluate(h, J + J.T)
-            gh, gJ = torch.from_numpy(gh), torch.from_numpy(gJ)
-        # The solver's last evaluation is at the point the KKT checks and the
-        # next phase start from: evaluate each point once.
-        elif (
-            last
-            and np.array_equal(last["h"], h)
-            and np.array_equal(last["edges"], edges)
-        ):
-            value, gh, gJ = last["raw"]
-        else:
-            th, tJ = unpack(h, edges)
-            value, gh, gJ = _pseudo_likelihood_value_and_gradient(
-                spins, th, tJ, workspace
-            )
-            last.update(h=h.copy(), edges=edges.copy(), raw=(value, gh, gJ))
-        gh = to_numpy(gh) + _RIDGE * h
-        ge = to_numpy(gJ[iu]) + (_RIDGE + l2) * edges
-        value += 0.5 * _RIDGE * (h @ h) + 0.5 * (_RIDGE + l2) * (edges @ edges)
-        return value, gh, ge
-
-    def run(fun, x0, bounds, phase, stop=None, limit=None):
-        nonlocal n_iter
-
-        def callback(intermediate_result):
-            loss_curve.append(float(intermediate_result.fun))
-            if verbose:
-                print(f"{phase} iteration {len(loss_curve)}, "
-                      f"loss = {loss_curve[-1]:.8f}")
-            if stop is not None and stop(intermediate_result.x):
-                raise StopIteration
-
-        result = minimize(
-            fun,
-            x0,
-            jac=True,
-            method="L-BFGS-B",
-            bounds=bounds,
-            callback=callback,
-            options={
-                "maxiter": max(1, min(max_iter - n_iter, limit or max_iter)),
-                "gtol": tol,
-                "ftol": 0.0,
-                "maxcor": _LBFGS_MEMORY,
-                "maxls": 50,
-            },
-        )
-        n_iter += int(result.nit)
-        return result.x
-
-    def newton_affordable(work):
-        # The restricted Hessian costs at most about two evaluations.
-        return workspace.numpy and _newton_cost(d, rows, cols, work) <= max(
-            2 * d * d, 2**25 // n
-        )
-
-    newton_cache = {}
-
-    def newton(h, edges, idx, l2, phase, l1_signs=None):
-        """Damped Newton on the smooth problem over the fields and the
-        couplings ``idx`` (the others held at zero): a handful of
-        iterations from a warm start, each one evaluation and one Hessian.
-
-        With ``l1_signs``, the L1 penalty on couplings of these fixed signs
-        (linear while no sign changes); returns None if a step would
-        change one (the support guessed was wrong)."""
-        nonlocal n_iter
-        er, ec = rows[idx], cols[idx]
-        ridge = np.concatenate([np.full(d, _RIDGE), np.full(idx.size, _RIDGE + l2)])
-        linear = np.zeros(d + idx.size)
-        if l1_signs is not None:
-            linear[d:] = alpha * l1_signs
-
-        x = np.concatenate([h, edges[idx]])
-        # The refit starts where the L1 Newton step ended, on the same
-        # couplings: its system there is the L1 one less the linear term.
-        key = (idx.tobytes(), l2)
-        reuse = newton_cache.get("key") == key and np.array_equal(
-            newton_cache["x"], x
-        )
-        if reuse:
-            newton_system = newton_cache["system"]
-        else:
-            newton_system = _NewtonSystem(workspace, er, ec)
-
-        def couplings_of(x):
-            J = np.zeros((d, d))
-            J[er, ec] = x[d:]
-            J[ec, er] = x[d:]
-            return J
-
-        def system(x):
-            value, grad, hess = newton_system(x[:d], couplings_of(x))
-            value += 0.5 * (ridge * x) @ x + linear @ x
-            grad += ridge * x + linear
-            hess[np.diag_indices_from(hess)] += ridge
-            return value, grad, hess
-
-        def value_at(x):
-            # The objective alone (no Hessian), for backtracking.
-            value, _, _ = _pseudo_likelihood_value_and_gradient(
-                spins, torch.as_tensor(x[:d]), torch.as_tensor(couplings_of(x)),
-                workspace,
-            )
-            return value + 0.5 * (ridge * x) @ x + linear @ x
-
-        if reuse:
-            value, grad, hess = newton_cache["raw"]
-            value, grad = value + linear @ x, grad + linear
-        else:
-            value, grad, hess = system(x)
-        while np.max(np.abs(grad)) > tol and n_iter < max_iter:
-            try:
-                step = -cho_solve(cho_factor(hess), grad)
-            except np.linalg.LinAlgError:  # pragma: no cover - ridge: H > 0
-                step = -grad
-            slope = grad @ step
-            t = 1.0
-            if l1_signs is not None and np.any(l1_signs * (x + step)[d:] <= 0):
-                return None
-            # Sufficient decrease, with slack for the rounding of a value
-            # that no longer moves near the optimum; the full step with its
-            # Hessian, shorter ones on the value alone.
-            def decrease(new_value, t, value=value, slope=slope):
-                return new_value <= value + 1e-4 * t * slope + 1e-14 * abs(value)
-
-            new = system(x + step)
-            if not decrease(new[0], 1.0):
-                t = 0.5
-                while t >= 1e-10 and not decrease(value_at(x + t * step), t):
-                    t *= 0.5
-                if t < 1e-10:
-                    break
-                new = system(x + t * step)
-            x = x + t * step
-            value, grad, hess = new
-            n_iter += 1
-            loss_curve.append(float(value))
-            if verbose:
-                print(f"{phase} iteration {len(loss_curve)}, "
-                      f"loss = {loss_curve[-1]:.8f}")
-        newton_cache.update(
-            key=key, x=x, system=newton_system,
-            raw=(value - linear @ x, grad - linear, hess),
-        )
-        out = np.zeros(m)
-        out[idx] = x[d:]
-        return x[:d], out
-
-    def solve_on(h, edges, work, l1, l2, phase):
-        """Minimize over the fields and the couplings in ``work`` (the others
-        held at zero); with ``l1``, in the split form ``J = J⁺ - J⁻``."""
-        idx = np.flatnonzero(work)
-        k = idx.size
-
-        def couplings(x):
-            full = np.zeros(m)
-            full[idx] = x[d : d + k] - x[d + k :] if l1 else x[d:]
-            return full
-
-        def fun(x, fast=False):
-            value, gh, ge = smooth(x[:d], couplings(x), l2, fast)
-            ge = ge[idx]
-            if not l1:
-                return value, np.concatenate([gh, ge])
-            value += alpha * x[d:].sum()
-            return value, np.concatenate([gh, ge + alpha, alpha - ge])
-
-        e = edges[idx]
-        if not l1 and newton_affordable(work):
-            return newton(h, edges, idx, l2, phase)
-        if l1:
-            x0 = np.concatenate([h, np.maximum(e, 0), np.maximum(-e, 0)])
-            bounds = [(None, None)] * d + [(0.0, None)] * (2 * k)
-        else:
-            x0, bounds = np.concatenate([h, e]), None
-        if not l1 and workspace.numpy and d + k <= _NEWTON_MAX_PARAMS:
-            x = run(fun, x0, bounds, phase, limit=_LBFGS_BEFORE_NEWTON)
-            _, gh, ge = smooth(x[:d], couplings(x), l2)
-            if max(np.max(np.abs(gh)), np.max(np.abs(ge[idx]), initial=0.0)) > tol:
-                return newton(x[:d], couplings(x), idx, l2, phase)
-            return x[:d], couplings(x)
-        if not (l1 and workspace.numpy):
-            x = run(fun, x0, bounds, phase)
-            return x[:d], couplings(x)
-        # L-BFGS-B finds the support (the nonzero couplings and their signs)
-        # well before it converges; once that has held for a few iterations,
-        # Newton on the fixed-sign problem (smooth there) finishes in a few
-        # steps. Its answer is kept only if it satisfies the KKT conditions
-        # of the working set; otherwise L-BFGS-B resumes.
-        history = []
-
-        def settled(x):
-            pattern = np.sign(x[d : d + k] - x[d + k :])
-            history.append(pattern)
-            if len(history) < _SUPPORT_PATIENCE or not all(
-                np.array_equal(p, pattern) for p in history[-_SUPPORT_PATIENCE:]
-            ):
-                return False
-            return newton_affordable(np.isin(np.arange(m), idx[pattern != 0]))
-
-        # The support is found in single precision.
-        x = run(lambda x: fun(x, True), x0, bounds, phase, stop=settled)
-        h_try, full = x[:d], couplings(x)
-        support = np.flatnonzero(full)
-        if len(history) >= _SUPPORT_PATIENCE and support.size:
-            polished = newton(h_try, full, support, 0.0, phase,
-                              l1_signs=np.sign(full[support]))
-            if polished is not None:
-                h_new, full_new = polished
-                _, gh, ge = smooth(h_new, full_new, 0.0)
-                nz = full_new != 0
-                ok = (
-                    np.max(np.abs(gh)) <= tol
-                    and np.all(np.abs(ge[nz] + alpha * np.sign(full_new[nz])) <= tol)
-                    and np.all(np.abs(ge[work & ~nz]) <= alpha + tol)
-                )
-                if ok:
-                    return h_new, full_new
-        x0 = x
-        x = run(fun, x0, bounds, phase)
-        return x[:d], couplings(x)
-
-    h = np.asarray(h0, dtype=np.float64)
-    edges = np.asarray(J0, dtype=np.float64)[rows, cols]
-    if not h.any() and not edges.any():
-        # Cold start at the independent-spin solution.
-        mean = to_numpy(spins.mean(0))
-        h = np.arctanh(np.clip(mean, -1 + 1e-6, 1 - 1e-6))
-    free = np.ones(m, dtype=bool)
+    solver = _PseudoLikelihoodSolver(
+        spins, alpha=alpha, max_iter=max_iter, tol=tol, verbose=verbose
+    )
+    h, edges = solver.starting_point(h0, J0)
+    free = np.ones(solver.m, dtype=bool)
     if penalty == "l1" and alpha > 0:
-        # Working set: solve over the couplings that are nonzero or violate
-        # |gradient| <= alpha, check the KKT conditions on all couplings, add
-        # the violators, repeat. Each restricted solve is exact, so the loop
-        # ends at the solution of the full problem.
         l2 = 0.0
-        _, _, ge = smooth(h, edges, 0.0)
-        work = (edges != 0) | (np.abs(ge) > alpha)
-        while True:
-            h, edges = solve_on(h, edges, work, True, 0.0, "l1")
-            _, gh, ge = smooth(h, edges, 0.0)
-            violators = ~work & (np.abs(ge) > alpha + tol)
-            if not violators.any() or n_iter >= max_iter:
-                break
-            work |= violators
+        h, edges = solver.solve_l1_working_set(h, edges)
     else:
         l2 = alpha if penalty == "l2" else 0.0
-        h, edges = solve_on(h, edges, free, False, l2, penalty)
+        h, edges = solver.solve_on(h, edges, free, False, l2, penalty)
 
     if refit:
         free = edges != 0
-        h, edges = solve_on(h, edges, free, False, 0.0, "refit")
+        h, edges = solver.solve_on(h, edges, free, False, 0.0, "refit")
         final_penalty, final_alpha = "none", 0.0
     else:
         final_penalty, final_alpha = penalty, alpha
 
-    value, gh, ge = smooth(h, edges, l2 if final_penalty == "l2" else 0.0)
+    value, gh, ge = solver.smooth(h, edges, l2 if final_penalty == "l2" else 0.0)
     if final_penalty == "l1":
         value += final_alpha * np.abs(edges).sum()
     kkt = _kkt_residual(gh, ge, edges, penalty=final_penalty, alpha=final_alpha,
                         free=free)
+    d = solver.d
     J = np.zeros((d, d))
-    J[rows, cols] = edges
+    J[solver.rows, solver.cols] = edges
     J = J + J.T
-    return h, J, value, loss_curve, n_iter, kkt <= tol, kkt
+    return h, J, value, solver.loss_curve, solver.n_iter, kkt <= tol, kkt
