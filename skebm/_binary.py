@@ -483,11 +483,12 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         dtype = self._fit_dtype
         generator = make_generator(draw_seed(rng), device)
         energy = copy.deepcopy(self.energy_).to(device)
+        # Read now: a deferred log Z estimate (run by _chain_starts) replaces
+        # self._fit_summary, and the chains start from the summary read here.
         summary = self._fit_summary
         n_chains = n_samples
         if self.n_sampling_chains is not None:
             n_chains = min(self.n_sampling_chains, n_samples)
-        lo, hi = self._values
         d = self.n_features_in_
         exact = (
             self.sampling_init == "annealed"
@@ -501,6 +502,17 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 generator=generator,
             )
             return self._output(to_numpy(x))
+        x = self._chain_starts(energy, summary, n_chains, rng, generator, device,
+                               dtype)
+        x = self._run_chains(energy, x, n_samples, n_chains, generator)
+        return self._output(to_numpy(x))
+
+    def _chain_starts(self, energy, summary, n_chains, rng, generator, device,
+                      dtype):
+        """The ``n_chains`` states :meth:`sample`'s chains start from, as
+        ``sampling_init`` says (``summary``: the fit's, as :meth:`sample`
+        read it)."""
+        lo, hi = self._values
         if self.sampling_init == "annealed":
             # The path as long as the log Z estimate grew it (estimated now if
             # the fit deferred it).
@@ -525,7 +537,8 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                     "masses of the samples are uncertain (to about "
                     f"1/sqrt({ess:.0f})). Increase n_ais_steps.",
                     UserWarning,
-                    stacklevel=2,
+                    # Attributed to the caller of sample.
+                    stacklevel=3,
                 )
             x = x[systematic_resample(log_w, n_chains, generator=generator)].to(dtype)
         elif self.sampling_init == "data":
@@ -538,6 +551,11 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
                 n_chains, self.n_features_in_, generator=generator, device=device
             )
             x = lo + (hi - lo) * (bits < 0.5).to(dtype)
+        return x
+
+    def _run_chains(self, energy, x, n_samples, n_chains, generator):
+        """Gibbs chains from the states ``x``: ``n_sweeps`` sweeps, then one
+        more per further batch of ``n_chains`` states, until ``n_samples``."""
         run = functools.partial(
             gibbs, energy, values=self._values, scan=self.scan, generator=generator
         )
@@ -546,8 +564,7 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         for _ in range(math.ceil(n_samples / n_chains) - 1):
             x = run(x, n_sweeps=1)
             states.append(x)
-        x = torch.cat(states)[:n_samples]
-        return self._output(to_numpy(x))
+        return torch.cat(states)[:n_samples]
 
     def _output(self, x):
         """Samples in the training data's encoding and dtype (an integer or

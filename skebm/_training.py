@@ -125,58 +125,155 @@ def train_minibatch(
     NonFiniteLossError
         As soon as an epoch's loss or the parameters are not finite.
     """
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed))
-    n_samples = X.shape[0]
-    indices = np.arange(n_samples)
-    val_indices = None
-    if monitor is not None:
-        early_stopping = False
-    if early_stopping:
-        perm = rng.permutation(n_samples)
-        n_val = max(1, int(round(validation_fraction * n_samples)))
-        if n_samples - n_val < 1:
-            raise ValueError(
-                f"validation_fraction={validation_fraction} leaves no training "
-                f"samples out of {n_samples}."
-            )
-        val_indices = np.sort(perm[:n_val])
-        indices = np.sort(perm[n_val:])
-        # Fixed generator for the validation objective: comparable across epochs.
-        val_generator = torch.Generator(device=device)
-    n_train = len(indices)
-    batch_size = min(batch_size, n_train)
-    params = [p for p in energy.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("The energy module has no trainable parameters.")
-    optimizer = torch.optim.Adam(params, lr=learning_rate_init)
+    return _MinibatchTraining(
+        energy, objective, X, batch_size=batch_size,
+        learning_rate_init=learning_rate_init, alpha=alpha, max_iter=max_iter,
+        tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+        validation_fraction=validation_fraction, seed=seed, device=device,
+        dtype=dtype, monitor=monitor, monitor_margin=monitor_margin,
+        on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, verbose=verbose,
+        name=name,
+    ).run()
 
-    result = TrainingResult()
-    reference = None
-    best_state = None
-    no_improvement = 0
-    start_time = time.perf_counter()
-    if monitor is not None:
-        initial_scores, _ = _checked_scores(monitor, energy, 0, name)
-        result.validation_score_curve.append(float(initial_scores.mean()))
+
+def _split_validation(rng, n_samples, validation_fraction):
+    """Sorted training and validation indices: a random ``validation_fraction``
+    of the samples, at least one, held out."""
+    perm = rng.permutation(n_samples)
+    n_val = max(1, int(round(validation_fraction * n_samples)))
+    if n_samples - n_val < 1:
+        raise ValueError(
+            f"validation_fraction={validation_fraction} leaves no training "
+            f"samples out of {n_samples}."
+        )
+    val_indices = np.sort(perm[:n_val])
+    indices = np.sort(perm[n_val:])
+    return indices, val_indices
+
+
+class _MinibatchTraining:
+    """One run of :func:`train_minibatch`: its options and its state.
+
+    :meth:`run` is the epoch loop; each epoch (:meth:`_run_epoch`) is a pass
+    of Adam over the minibatches (:meth:`_train_epoch`), the non-finite check
+    (:meth:`_check_finite`), the criterion the epochs are ranked by (the
+    validation objective, the monitored gain or the training loss) and the
+    bookkeeping of the best epoch and of convergence (:meth:`_track_best`).
+    """
+
+    def __init__(
+        self, energy, objective, X, *, batch_size, learning_rate_init, alpha,
+        max_iter, tol, n_iter_no_change, early_stopping, validation_fraction,
+        seed, device, dtype, monitor, monitor_margin, on_epoch_begin,
+        on_epoch_end, verbose, name,
+    ):
+        self.energy, self.objective, self.X = energy, objective, X
+        self.learning_rate_init, self.alpha = learning_rate_init, alpha
+        self.max_iter, self.tol = max_iter, tol
+        self.n_iter_no_change = n_iter_no_change
+        self.seed, self.device, self.dtype = seed, device, dtype
+        self.monitor, self.monitor_margin = monitor, monitor_margin
+        self.on_epoch_begin, self.on_epoch_end = on_epoch_begin, on_epoch_end
+        self.verbose, self.name = verbose, name
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(int(seed))
+        if monitor is not None:
+            # A monitor replaces the validation objective: no split is made.
+            early_stopping = False
+        self.early_stopping = early_stopping
+        self.indices, self.val_indices = np.arange(X.shape[0]), None
+        if self.early_stopping:
+            self.indices, self.val_indices = _split_validation(
+                self.rng, X.shape[0], validation_fraction
+            )
+            # Fixed generator for the validation objective: comparable across
+            # epochs.
+            self.val_generator = torch.Generator(device=device)
+        self.n_train = len(self.indices)
+        self.batch_size = min(batch_size, self.n_train)
+        self.params = [p for p in energy.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError("The energy module has no trainable parameters.")
+        self.optimizer = torch.optim.Adam(self.params, lr=learning_rate_init)
+        self.result = TrainingResult()
+        # One plus the absolute loss of the first batch: the scale of a blow-up.
+        self.reference = None
+        # The parameters of the best epoch, restored at the end.
+        self.best_state = None
+        self.no_improvement = 0
+
+    def run(self):
+        """Train ``energy`` in place; the :class:`TrainingResult`."""
+        result, energy = self.result, self.energy
+        start_time = time.perf_counter()
+        if self.monitor is not None:
+            self._start_monitoring()
+        energy.train()
+        for epoch in range(self.max_iter):
+            if self._run_epoch(epoch):
+                break
+        if self.best_state is not None:
+            energy.load_state_dict(self.best_state)
+        energy.eval()
+        result.fit_time = time.perf_counter() - start_time
+        return result
+
+    def _start_monitoring(self):
+        """Score the untrained energy (epoch 0) and keep its parameters."""
+        result = self.result
+        self.initial_scores, _ = _checked_scores(
+            self.monitor, self.energy, 0, self.name
+        )
+        result.validation_score_curve.append(float(self.initial_scores.mean()))
         result.validation_gain_stderr.append(0.0)
         # Minimized internally: minus the lower confidence bound of the gain
         # over epoch 0, which is 0 for epoch 0 itself.
         result.best_loss = 0.0
-        best_state = copy.deepcopy(energy.state_dict())
-    energy.train()
-    for epoch in range(max_iter):
-        if on_epoch_begin is not None:
-            on_epoch_begin(epoch + 1)
-        order = indices[rng.permutation(n_train)]
+        self.best_state = copy.deepcopy(self.energy.state_dict())
+
+    def _run_epoch(self, epoch):
+        """Epoch ``epoch + 1`` and its bookkeeping; whether training stops."""
+        result = self.result
+        if self.on_epoch_begin is not None:
+            self.on_epoch_begin(epoch + 1)
+        epoch_loss = self._train_epoch()
+        self._check_finite(epoch, epoch_loss)
+        result.loss_curve.append(epoch_loss)
+        result.n_iter = epoch + 1
+        if self.early_stopping:
+            monitored = self._validation_loss(epoch)
+        elif self.monitor is not None:
+            monitored = self._monitored_gain(epoch)
+        else:
+            monitored = epoch_loss
+        if self.verbose:
+            self._print_epoch(epoch, epoch_loss, monitored)
+        self._track_best(epoch, monitored)
+        stop = self.on_epoch_end is not None and self.on_epoch_end(
+            epoch + 1, self.energy, result
+        )
+        if self.no_improvement >= self.n_iter_no_change or stop:
+            result.converged = True
+            if self.verbose:
+                self._print_stop(stop)
+            return True
+        return False
+
+    def _train_epoch(self):
+        """One pass of Adam over the training samples in a new random order;
+        the mean loss over the pass (each batch's before its step)."""
+        energy, X, optimizer = self.energy, self.X, self.optimizer
+        n_train, batch_size = self.n_train, self.batch_size
+        device, dtype, alpha = self.device, self.dtype, self.alpha
+        order = self.indices[self.rng.permutation(n_train)]
         epoch_sum = torch.zeros((), device=device, dtype=dtype)
         for start in range(0, n_train, batch_size):
             idx = np.sort(order[start : start + batch_size])
             xb = as_tensor(X[idx], device=device, dtype=dtype)
-            loss = objective(energy, xb, generator=generator)
-            if reference is None:
-                reference = abs(float(loss.detach())) + 1.0
+            loss = self.objective(energy, xb, generator=self.generator)
+            if self.reference is None:
+                self.reference = abs(float(loss.detach())) + 1.0
             total = loss
             if alpha > 0:
                 total = loss + alpha / (2.0 * n_train) * _l2_penalty(energy)
@@ -184,97 +281,107 @@ def train_minibatch(
             total.backward()
             optimizer.step()
             epoch_sum = epoch_sum + loss.detach() * len(idx)
-        epoch_loss = float(epoch_sum) / n_train
+        return float(epoch_sum) / n_train
+
+    def _check_finite(self, epoch, epoch_loss):
+        """Raise :class:`NonFiniteLossError` if the epoch's loss is not finite
+        or blew up, or a parameter is not finite."""
         exploded = (
-            math.isfinite(epoch_loss) and abs(epoch_loss) > _BLOWUP_FACTOR * reference
+            math.isfinite(epoch_loss)
+            and abs(epoch_loss) > _BLOWUP_FACTOR * self.reference
         )
         if (
             exploded
             or not math.isfinite(epoch_loss)
-            or not all(bool(torch.isfinite(p).all()) for p in params)
+            or not all(bool(torch.isfinite(p).all()) for p in self.params)
         ):
             raise NonFiniteLossError(
-                f"{name} training diverged at epoch {epoch + 1}: the loss became "
-                f"{epoch_loss!r}. Try a smaller learning_rate_init (now "
-                f"{learning_rate_init}), a larger alpha, or standardize the data "
-                "(e.g. StandardScaler in a Pipeline)."
+                f"{self.name} training diverged at epoch {epoch + 1}: the loss "
+                f"became {epoch_loss!r}. Try a smaller learning_rate_init (now "
+                f"{self.learning_rate_init}), a larger alpha, or standardize the "
+                "data (e.g. StandardScaler in a Pipeline)."
             )
-        result.loss_curve.append(epoch_loss)
-        result.n_iter = epoch + 1
-        if early_stopping:
-            val_generator.manual_seed(int(seed) + 1)
-            monitored = _mean_loss(
-                objective,
-                energy,
-                X,
-                val_indices,
-                batch_size,
-                device=device,
-                dtype=dtype,
-                generator=val_generator,
+
+    def _validation_loss(self, epoch):
+        """The objective on the held-out samples (``early_stopping``)."""
+        self.val_generator.manual_seed(int(self.seed) + 1)
+        monitored = _mean_loss(
+            self.objective,
+            self.energy,
+            self.X,
+            self.val_indices,
+            self.batch_size,
+            device=self.device,
+            dtype=self.dtype,
+            generator=self.val_generator,
+        )
+        if not math.isfinite(monitored):
+            raise NonFiniteLossError(
+                f"{self.name} training diverged at epoch {epoch + 1}: the "
+                "validation loss is not finite. Try a smaller "
+                "learning_rate_init or standardize the data."
             )
-            if not math.isfinite(monitored):
-                raise NonFiniteLossError(
-                    f"{name} training diverged at epoch {epoch + 1}: the "
-                    "validation loss is not finite. Try a smaller "
-                    "learning_rate_init or standardize the data."
-                )
-            result.validation_loss_curve.append(monitored)
-        elif monitor is not None:
-            energy.eval()
-            scores, offset_variance = _checked_scores(monitor, energy, epoch + 1, name)
-            energy.train()
-            gain = scores - initial_scores
-            n_val = gain.shape[0]
-            variance = float(gain.var()) / n_val if n_val > 1 else 0.0
-            stderr = math.sqrt(variance + offset_variance)
-            result.validation_score_curve.append(float(scores.mean()))
-            result.validation_gain_stderr.append(stderr)
-            monitored = -(float(gain.mean()) - monitor_margin * stderr)
+        self.result.validation_loss_curve.append(monitored)
+        return monitored
+
+    def _monitored_gain(self, epoch):
+        """Minus the lower confidence bound of the monitored gain over epoch
+        0 (``monitor``)."""
+        energy, result = self.energy, self.result
+        energy.eval()
+        scores, offset_variance = _checked_scores(
+            self.monitor, energy, epoch + 1, self.name
+        )
+        energy.train()
+        gain = scores - self.initial_scores
+        n_val = gain.shape[0]
+        variance = float(gain.var()) / n_val if n_val > 1 else 0.0
+        stderr = math.sqrt(variance + offset_variance)
+        result.validation_score_curve.append(float(scores.mean()))
+        result.validation_gain_stderr.append(stderr)
+        return -(float(gain.mean()) - self.monitor_margin * stderr)
+
+    def _track_best(self, epoch, monitored):
+        """Count the epochs without improvement and keep the best one."""
+        result = self.result
+        if monitored < result.best_loss - self.tol:
+            self.no_improvement = 0
         else:
-            monitored = epoch_loss
-        if verbose:
-            msg = f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}"
-            if early_stopping:
-                msg += f", validation loss = {monitored:.8f}"
-            elif monitor is not None:
-                msg += (
-                    f", validation log-likelihood = "
-                    f"{result.validation_score_curve[-1]:.6f}"
-                )
-            print(msg)
-        if monitored < result.best_loss - tol:
-            no_improvement = 0
-        else:
-            no_improvement += 1
+            self.no_improvement += 1
         if monitored < result.best_loss:
             result.best_loss = monitored
             result.best_iter = epoch + 1
-            if early_stopping or monitor is not None:
-                best_state = copy.deepcopy(energy.state_dict())
-        stop = on_epoch_end is not None and on_epoch_end(epoch + 1, energy, result)
-        if no_improvement >= n_iter_no_change or stop:
-            result.converged = True
-            if verbose and stop:
-                print("A callback asked to stop. Stopping.")
-            elif verbose:
-                what = (
-                    "Validation log-likelihood"
-                    if monitor is not None
-                    else "Validation loss"
-                    if early_stopping
-                    else "Training loss"
-                )
-                print(
-                    f"{what} did not improve more than tol={tol} for "
-                    f"{n_iter_no_change} consecutive epochs. Stopping."
-                )
-            break
-    if best_state is not None:
-        energy.load_state_dict(best_state)
-    energy.eval()
-    result.fit_time = time.perf_counter() - start_time
-    return result
+            if self.early_stopping or self.monitor is not None:
+                self.best_state = copy.deepcopy(self.energy.state_dict())
+
+    def _print_epoch(self, epoch, epoch_loss, monitored):
+        """Print the epoch's loss (and validation criterion)."""
+        msg = f"Iteration {epoch + 1}, loss = {epoch_loss:.8f}"
+        if self.early_stopping:
+            msg += f", validation loss = {monitored:.8f}"
+        elif self.monitor is not None:
+            msg += (
+                f", validation log-likelihood = "
+                f"{self.result.validation_score_curve[-1]:.6f}"
+            )
+        print(msg)
+
+    def _print_stop(self, stop):
+        """Print why training stops (``stop``: a callback asked)."""
+        if stop:
+            print("A callback asked to stop. Stopping.")
+            return
+        what = (
+            "Validation log-likelihood"
+            if self.monitor is not None
+            else "Validation loss"
+            if self.early_stopping
+            else "Training loss"
+        )
+        print(
+            f"{what} did not improve more than tol={self.tol} for "
+            f"{self.n_iter_no_change} consecutive epochs. Stopping."
+        )
 
 
 def _checked_scores(monitor, energy, epoch, name):

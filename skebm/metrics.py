@@ -1,4 +1,4 @@
-"""A scorer that compares density estimators of every kind.
+"""Metrics of density estimators: scorers for every kind, efficiency diagnostics.
 
 scikit-learn's density estimators disagree on what ``score`` means:
 ``GaussianMixture.score`` and skebm's are the *mean* log-likelihood per
@@ -18,6 +18,7 @@ import copy
 import functools
 import numbers
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -381,6 +382,30 @@ def _compare(hessian, gradient_covariance, fisher, n, *, keep=None):
     return cov, ml, ratios, worst, dropped
 
 
+def _efficiency_diagnostic(
+    method, names, estimate, hessian, gradient_covariance, fisher, n, ml_method,
+    n_model_samples, *, keep=None,
+):
+    """The :class:`EfficiencyDiagnostic` of a sandwich (numpy) against the
+    Fisher information (see :func:`_compare`)."""
+    cov, ml, ratios, worst, dropped = _compare(
+        hessian, gradient_covariance, fisher, n, keep=keep
+    )
+    return EfficiencyDiagnostic(
+        method=method,
+        parameter_names=names,
+        estimate=estimate,
+        covariance=cov,
+        ml_covariance=ml,
+        variance_ratios=ratios,
+        worst_direction=worst,
+        n_samples=n,
+        ml_method=ml_method,
+        n_model_samples=n_model_samples,
+        excluded=[names[i] for i in dropped],
+    )
+
+
 def _warn_if_inefficient(diagnostic, warn_above, advice):
     from .exceptions import EfficiencyWarning
 
@@ -517,7 +542,52 @@ def score_matching_efficiency(
             "score_matching_efficiency takes a fitted ScoreMatchingDensity, got "
             f"{type(estimator).__name__}."
         )
+    linear = _linear_parameterization(estimator)
+    X = estimator._validate_X(X, reset=False)
+    x, domain, hessian, gradient_covariance = _score_matching_sandwich(
+        estimator, X, linear
+    )
+    fisher, ml_method, n_used = _score_matching_fisher(
+        estimator, linear, x, domain, n_model_samples, random_state
+    )
+    diagnostic = _efficiency_diagnostic(
+        "score_matching", linear.names, linear.theta.detach().numpy().copy(),
+        hessian.detach().numpy(), gradient_covariance.detach().numpy(),
+        fisher.detach().numpy(), len(X), ml_method, n_used,
+    )
+    _warn_if_inefficient(diagnostic, warn_above, _SCORE_MATCHING_ADVICE)
+    return diagnostic
+
+
+_SCORE_MATCHING_ADVICE = (
+    "The gap grows as the modes of the density separate (score matching "
+    "sees each mode's shape, hardly their relative masses). What helps: "
+    "more data; EnergyDiscrepancyDensity, whose objective compares the "
+    "model across modes; a base density that carries the mode masses "
+    "(ScoreMatchingDensity(energy='mlp', base='gmm'))."
+)
+
+
+class _LinearParameterization(NamedTuple):
+    """A fitted score matching energy as ``E(x) = t(x)^T theta``."""
+
+    # t, on float64 inputs.
+    statistics: object
+    theta: torch.Tensor
+    names: list
+    # energy="quadratic": the fitted location and precision; else None.
+    mean: object
+    precision: object
+    # A LinearInParametersEnergy: its float64 copy, whose t this is; else None.
+    energy64: object
+
+
+def _linear_parameterization(estimator):
+    """The :class:`_LinearParameterization` of a fitted
+    :class:`~skebm.ScoreMatchingDensity`'s energy; a ValueError for an
+    energy that is not linear in its parameters."""
     energy = estimator.energy_
+    mean = precision = energy64 = None
     if isinstance(energy, QuadraticEnergy):
         statistics = quadratic_statistics
         mean = torch.as_tensor(estimator.location_, dtype=torch.float64)
@@ -539,7 +609,15 @@ def score_matching_efficiency(
             f"matching objective is quadratic; the fitted energy is a "
             f"{type(energy).__name__}."
         )
-    X = estimator._validate_X(X, reset=False)
+    return _LinearParameterization(
+        statistics, theta, names, mean, precision, energy64
+    )
+
+
+def _score_matching_sandwich(estimator, X, linear):
+    """``(x, domain, hessian, gradient_covariance)``: the validated ``X`` as a
+    float64 tensor, the estimator's domain (or None) and the Hessian and
+    per-sample gradient covariance of the score matching objective on it."""
     domain = getattr(estimator, "domain_", None)
     x = torch.as_tensor(X, dtype=torch.float64)
     boundary_weight = None
@@ -552,18 +630,31 @@ def score_matching_efficiency(
             domain.boundary_weight, cap=estimator.boundary_weight_cap
         )
     hessian, gradient_covariance = linear_score_matching_sandwich(
-        statistics, x, theta, boundary_weight=boundary_weight
+        linear.statistics, x, linear.theta, boundary_weight=boundary_weight
     )
-    k = theta.shape[0]
+    return x, domain, hessian, gradient_covariance
+
+
+def _score_matching_fisher(estimator, linear, x, domain, n_model_samples, random_state):
+    """``(fisher, ml_method, n_model_samples)``: the Fisher information of the
+    fitted model, ``Cov(t(x))``: in closed form for a Gaussian on ``R^d``, by
+    quadrature over the range of ``x`` widened by half its width on each side
+    for one or two features, else from model samples (``n_model_samples`` is
+    None unless sampled)."""
+    energy = estimator.energy_
+    statistics = linear.statistics
+    k = linear.theta.shape[0]
     n_used = None
     if isinstance(energy, QuadraticEnergy) and domain is None:
-        fisher = gaussian_quadratic_covariance(mean, torch.linalg.inv(precision))
+        fisher = gaussian_quadratic_covariance(
+            linear.mean, torch.linalg.inv(linear.precision)
+        )
         ml_method = "closed_form"
     elif x.shape[1] <= 2:
         energy_fn = (
             copy.deepcopy(energy).double()
             if isinstance(energy, QuadraticEnergy)
-            else energy64
+            else linear.energy64
         )
         low, high = x.min(0).values, x.max(0).values
         pad = 0.5 * (high - low) + 1e-3
@@ -580,35 +671,7 @@ def score_matching_efficiency(
             t = statistics(torch.as_tensor(draws, dtype=torch.float64))
         fisher = weighted_covariance(t)
         ml_method = "sampling"
-    cov, ml, ratios, worst, dropped = _compare(
-        hessian.detach().numpy(),
-        gradient_covariance.detach().numpy(),
-        fisher.detach().numpy(),
-        len(X),
-    )
-    diagnostic = EfficiencyDiagnostic(
-        method="score_matching",
-        parameter_names=names,
-        estimate=theta.detach().numpy().copy(),
-        covariance=cov,
-        ml_covariance=ml,
-        variance_ratios=ratios,
-        worst_direction=worst,
-        n_samples=len(X),
-        ml_method=ml_method,
-        n_model_samples=n_used,
-        excluded=[names[i] for i in dropped],
-    )
-    _warn_if_inefficient(
-        diagnostic,
-        warn_above,
-        "The gap grows as the modes of the density separate (score matching "
-        "sees each mode's shape, hardly their relative masses). What helps: "
-        "more data; EnergyDiscrepancyDensity, whose objective compares the "
-        "model across modes; a base density that carries the mode masses "
-        "(ScoreMatchingDensity(energy='mlp', base='gmm')).",
-    )
-    return diagnostic
+    return fisher, ml_method, n_used
 
 
 def pseudo_likelihood_efficiency(
@@ -710,6 +773,34 @@ def pseudo_likelihood_efficiency(
     rows, cols = np.triu_indices(d, 1)
     names = [f"h[{i}]" for i in range(d)]
     names += [f"J[{i},{j}]" for i, j in zip(rows, cols, strict=True)]
+    keep = _compared_ising_parameters(estimator, spins, rows, cols)
+    hessian, gradient_covariance = ising_pseudo_likelihood_sandwich(spins, h, J)
+    fisher, ml_method, n_used = _ising_fisher(
+        estimator, h, J, keep.size, n_model_samples, random_state
+    )
+    theta = np.concatenate([estimator.fields_, estimator.couplings_[rows, cols]])
+    diagnostic = _efficiency_diagnostic(
+        "pseudo_likelihood", names, theta, hessian.numpy(),
+        gradient_covariance.numpy(), fisher.numpy(), n, ml_method, n_used,
+        keep=keep,
+    )
+    _warn_if_inefficient(diagnostic, warn_above, _PSEUDO_LIKELIHOOD_ADVICE)
+    return diagnostic
+
+
+_PSEUDO_LIKELIHOOD_ADVICE = (
+    "The gap grows with the strength of the couplings, as the model "
+    "approaches a mixture of ordered states that single-spin updates "
+    "cross rarely. What helps: more data, or a penalty (alpha, or "
+    "penalty='l1' for a sparse graph) that trades variance for bias."
+)
+
+
+def _compared_ising_parameters(estimator, spins, rows, cols):
+    """Indices of the parameters ``(h, J[rows, cols])`` compared: all but
+    those of spins constant in ``spins`` and, for an L1 fit, the couplings
+    it set to zero."""
+    d = spins.shape[1]
     constant = to_numpy(spins.min(0).values == spins.max(0).values)
     free = np.concatenate([~constant, ~constant[rows] & ~constant[cols]])
     if estimator.penalty == "l1":
@@ -717,13 +808,21 @@ def pseudo_likelihood_efficiency(
     keep = np.flatnonzero(free)
     if not keep.size:
         raise ValueError("Every spin is constant in X: no parameter to compare.")
-    hessian, gradient_covariance = ising_pseudo_likelihood_sandwich(spins, h, J)
+    return keep
+
+
+def _ising_fisher(estimator, h, J, n_compared, n_model_samples, random_state):
+    """``(fisher, ml_method, n_model_samples)``: the Fisher information of the
+    Ising model ``(h, J)``, summed over the states up to
+    ``_MAX_ENUMERATED_SPINS`` spins, else from ``estimator``'s samples
+    (``n_model_samples`` is None unless sampled)."""
+    d = h.shape[0]
     n_used = None
     if d <= _MAX_ENUMERATED_SPINS:
         fisher = ising_fisher_enumerate(h, J)
         ml_method = "exact"
     else:
-        n_used = _check_n_model_samples(n_model_samples, keep.size)
+        n_used = _check_n_model_samples(n_model_samples, n_compared)
         sampler = estimator
         if d > _MAX_EXACT_DRAW_SPINS and estimator.n_sampling_chains is None:
             # Annealed chains, each read after _SWEEPS_PER_CHAIN sweeps
@@ -738,29 +837,4 @@ def pseudo_likelihood_efficiency(
         s = torch.as_tensor(np.where(draws > 0, 1.0, -1.0), dtype=torch.float64)
         fisher = weighted_covariance(ising_statistics(s))
         ml_method = "sampling"
-    cov, ml, ratios, worst, dropped = _compare(
-        hessian.numpy(), gradient_covariance.numpy(), fisher.numpy(), n, keep=keep
-    )
-    theta = np.concatenate([estimator.fields_, estimator.couplings_[rows, cols]])
-    diagnostic = EfficiencyDiagnostic(
-        method="pseudo_likelihood",
-        parameter_names=names,
-        estimate=theta,
-        covariance=cov,
-        ml_covariance=ml,
-        variance_ratios=ratios,
-        worst_direction=worst,
-        n_samples=n,
-        ml_method=ml_method,
-        n_model_samples=n_used,
-        excluded=[names[i] for i in dropped],
-    )
-    _warn_if_inefficient(
-        diagnostic,
-        warn_above,
-        "The gap grows with the strength of the couplings, as the model "
-        "approaches a mixture of ordered states that single-spin updates "
-        "cross rarely. What helps: more data, or a penalty (alpha, or "
-        "penalty='l1' for a sparse graph) that trades variance for bias.",
-    )
-    return diagnostic
+    return fisher, ml_method, n_used

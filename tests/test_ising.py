@@ -9,9 +9,9 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
-import skebm._ising
+import skebm._ising_solver
 from skebm import PseudoLikelihoodIsing
-from skebm._ising import (
+from skebm._ising_solver import (
     _pseudo_likelihood_value_and_gradient,
     _restricted_newton_system,
     _SinglePrecision,
@@ -93,7 +93,7 @@ def test_restricted_newton_system_matches_gradient_and_finite_differences(
     # subset of couplings: gradient as the full evaluation, Hessian as central
     # differences of that gradient. The pattern degree sends all, some or no
     # spins' Hessian blocks through the bincount path.
-    monkeypatch.setattr(skebm._ising, "_PATTERN_DEGREE", pattern_degree)
+    monkeypatch.setattr(skebm._ising_solver, "_PATTERN_DEGREE", pattern_degree)
     rng = np.random.RandomState(0)
     n, d = 300, 6
     x = torch.as_tensor(rng.choice([-1.0, 1.0], size=(n, d)))
@@ -380,7 +380,7 @@ def test_l1_early_support_guess_still_reaches_the_solution(lattice_4x4, monkeypa
     # and L-BFGS-B resume, ending at the same solution with exact zeros.
     _, _, X, _ = lattice_4x4
     reference = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
-    monkeypatch.setattr(skebm._ising, "_SUPPORT_PATIENCE", 1)
+    monkeypatch.setattr(skebm._ising_solver, "_SUPPORT_PATIENCE", 1)
     early = PseudoLikelihoodIsing(penalty="l1", alpha=0.05, tol=1e-7).fit(X[:5000])
     assert early.kkt_residual_ <= 1e-7
     assert np.array_equal(early.couplings_ != 0, reference.couplings_ != 0)
