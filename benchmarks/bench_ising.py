@@ -47,7 +47,7 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from skebm import PseudoLikelihoodIsing
-from skebm._ising import (
+from skebm._ising_solver import (
     _pseudo_likelihood_value_and_gradient,
     _solve_pseudo_likelihood,
     _Workspace,

@@ -22,13 +22,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
 from ._binary import _SPINS, _BaseBinaryEnergyDensity
-from ._ising_solver import (
-    # The two marked noqa are unused here: benchmarks/bench_ising.py imports
-    # them from this module.
-    _pseudo_likelihood_value_and_gradient,  # noqa: F401
-    _solve_pseudo_likelihood,
-    _Workspace,  # noqa: F401
-)
+from ._ising_solver import _solve_pseudo_likelihood
 from ._torch_utils import to_numpy
 from ._training import TrainingResult
 from .energies import IsingEnergy
