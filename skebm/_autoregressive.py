@@ -546,7 +546,7 @@ class AutoregressiveScoreMatchingDensity(_BaseDomainDensity):
 
     def _previous_fit(self, n_features):
         """``(base_, correction, order_)`` to continue from under ``warm_start``."""
-        if not (self.warm_start and hasattr(self, "energy_")):
+        if not self._continues():
             return None
         if self.n_features_in_ != n_features:
             return None

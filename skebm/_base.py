@@ -13,6 +13,7 @@ import torch
 from sklearn.base import BaseEstimator, DensityMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -283,7 +284,8 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
     def _check_fit_X(self, X):
         X = validate_data(
-            self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
+            self, X, reset=not self._stream_continues(),
+            dtype=[np.float64, np.float32], ensure_min_samples=2,
         )
         stats = _column_statistics(X)
         scale = np.maximum(np.abs(stats["mean"]), 1.0)
@@ -326,7 +328,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
     # ---------------------------------------------------------------- energy
     def _build_energy(self, n_features, *, seed, device, dtype):
         """A fresh energy module (or a deep copy of the user's one)."""
-        if self.warm_start and hasattr(self, "energy_"):
+        if self._continues():
             if self.n_features_in_ == n_features:
                 return copy.deepcopy(self.energy_).to(device=device, dtype=dtype)
         spec = "mlp" if self.energy is None else self.energy
@@ -415,13 +417,139 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             self.__dict__.update(snapshot)
             raise
 
+    def _supports_partial_fit(self):
+        """Whether the energy is trained by a minibatch optimizer (families
+        with a solver of their own override this)."""
+        return True
+
+    @available_if(lambda self: self._supports_partial_fit())
+    @_fit_context(prefer_skip_nested_validation=True)
+    @limit_threads
+    def partial_fit(self, X, y=None):
+        """Fit on one batch of a stream: one epoch over ``X``.
+
+        For data larger than memory, fed batch by batch (by hand or by
+        ``dask_ml.wrappers.Incremental``). The first call starts the model
+        from ``X`` as :meth:`fit` would (a continuous model chooses and fits
+        its base density on this batch), without a validation split; every
+        call then runs one epoch of Adam over ``X``, continuing the
+        optimizer's state. Closed forms are not used: the energy is trained
+        by gradient. log Z is estimated on its first use after the last
+        call; the data summary that sampling and log Z use (moments, ranges,
+        chain starts) pools every batch seen.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            One batch of training data.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The estimator, updated.
+        """
+        snapshot = dict(self.__dict__)
+        self._streaming = True
+        try:
+            return self._fit(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        finally:
+            self.__dict__.pop("_streaming", None)
+
+    def _continues(self):
+        """Whether this fit continues the fitted model: under ``warm_start``,
+        or a :meth:`partial_fit` after the first."""
+        continuing = self.warm_start or self.__dict__.get("_streaming", False)
+        return continuing and hasattr(self, "energy_")
+
+    def _early_stopping(self):
+        """``early_stopping``, off in :meth:`partial_fit` (one epoch, no split)."""
+        return self.early_stopping and not self.__dict__.get("_streaming", False)
+
+    def _stream_continues(self):
+        """A :meth:`partial_fit` after the first: the columns are checked
+        against the fitted ones, not learned anew."""
+        return self.__dict__.get("_streaming", False) and self._continues()
+
+    def _stream_so_far(self):
+        """What the stream carried before this batch: batches and rows seen,
+        the loss curve, Adam's state (None to start afresh)."""
+        if not self._continues():
+            return {"n_batches": 0, "n_samples": 0, "loss_curve": [], "optimizer": None}
+        if "_stream" in self.__dict__:
+            return {**self._stream, "loss_curve": list(self.loss_curve_)}
+        # Continuing a fit(): its epochs; its rows, as far as the summary knows.
+        return {
+            "n_batches": self.n_iter_,
+            "n_samples": len(self._fit_summary["init_points"]),
+            "loss_curve": list(self.loss_curve_),
+            "optimizer": None,
+        }
+
+    def _next_stream_state(self, n_samples, result):
+        """What a stream carries from batch to batch, after this one."""
+        if result.optimizer_state is None:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit needs an energy trained by "
+                "gradient; this configuration has no training loop."
+            )
+        previous = self._stream_so_far()
+        return {
+            "n_batches": previous["n_batches"] + 1,
+            "n_samples": previous["n_samples"] + n_samples,
+            "loss_curve": previous["loss_curve"] + list(result.loss_curve),
+            "optimizer": result.optimizer_state,
+        }
+
+    @staticmethod
+    def _pooled_summary(old, new, n_old, n_new, rng):
+        """The data summary of all batches so far, from the summaries of the
+        rows before (``n_old``) and of this batch (``n_new``): pooled moments
+        and ranges, and chain starts drawn from both in proportion."""
+        total = n_old + n_new
+        pooled = dict(old)
+        if "mean" in old:
+            w_old, w_new = n_old / total, n_new / total
+            delta = new["mean"] - old["mean"]
+            pooled["mean"] = old["mean"] + w_new * delta
+            pooled["covariance"] = (
+                w_old * old["covariance"] + w_new * new["covariance"]
+                + w_old * w_new * np.outer(delta, delta)
+            )
+            pooled["lower"] = np.minimum(old["lower"], new["lower"])
+            pooled["upper"] = np.maximum(old["upper"], new["upper"])
+        if "marginals" in old:
+            pooled["marginals"] = (
+                n_old * old["marginals"] + n_new * new["marginals"]
+            ) / total
+        points = np.concatenate([old["init_points"], new["init_points"]])
+        weights = np.r_[
+            np.full(len(old["init_points"]), n_old / len(old["init_points"])),
+            np.full(len(new["init_points"]), n_new / len(new["init_points"])),
+        ]
+        keep = min(len(points), max(len(old["init_points"]), len(new["init_points"])))
+        chosen = rng.choice(len(points), keep, replace=False, p=weights / weights.sum())
+        pooled["init_points"] = points[np.sort(chosen)]
+        return pooled
+
     def _fit(self, X):
+        streaming = self.__dict__.get("_streaming", False)
+        stream_continues = streaming and self._continues()
         X = self._check_fit_X(X)
         domain = self._check_domain(X)
         n_samples, n_features = X.shape
         device = resolve_device(self.device)
         dtype = torch_dtype_for(X.dtype)
         rng = check_random_state(self.random_state)
+        if stream_continues:
+            # Each batch its own seeds: new minibatch orders and objective noise.
+            calls = self._stream_so_far()["n_batches"]
+            rng = check_random_state((draw_seed(rng) + calls) % 2**32)
         seed_init, seed_train, seed_log_z = (draw_seed(rng) for _ in range(3))
         task = Task.root(self, X)
 
@@ -431,7 +559,16 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         )
         energy.eval()
         summary = self._data_summary(X, rng)
-        deferred = self._defers_log_partition(n_features)
+        stream = None
+        if streaming:
+            stream = self._next_stream_state(n_samples, result)
+            if stream_continues:
+                summary = self._pooled_summary(
+                    self._fit_summary, summary, self._stream_so_far()["n_samples"],
+                    n_samples, rng,
+                )
+        # A stream leaves log Z to its first use: not once per batch.
+        deferred = self._defers_log_partition(n_features) or streaming
         if not deferred:
             log_z_task = task.subtask("log Z")
             estimate, method = self._estimate_log_partition(
@@ -443,10 +580,16 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         self.energy_ = energy.to("cpu")
         self.loss_curve_ = result.loss_curve
         self.validation_loss_curve_ = (
-            result.validation_loss_curve if self.early_stopping else None
+            result.validation_loss_curve if self._early_stopping() else None
         )
         self.best_loss_ = result.best_loss
         self.n_iter_ = result.n_iter
+        if stream is not None:
+            self.loss_curve_ = stream.pop("loss_curve")
+            self.n_iter_ = stream["n_batches"]
+            self._stream = stream
+        else:
+            self.__dict__.pop("_stream", None)
         if deferred:
             # Estimated on first use (see _DEFERRED_ATTRIBUTES): deterministic
             # from this seed whenever that happens, pickled with the model.
@@ -468,7 +611,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
         if not deferred and not estimate.reliable:
             _warn_unreliable_log_partition(self, estimate, method)
-        if not result.converged:
+        if not result.converged and not streaming:
             warnings.warn(
                 f"{type(self).__name__}: maximum iterations ({self.max_iter}) "
                 "reached and the optimization hasn't converged yet. Increase "
@@ -489,7 +632,10 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             X.shape[1], seed=seed_init, device=device, dtype=dtype
         )
         self._check_energy_output(energy, X, device=device, dtype=dtype)
-        result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
+        result = None
+        if not self.__dict__.get("_streaming", False):
+            # A closed form solves on this X alone; a stream trains instead.
+            result = self._closed_form_fit(energy, X, device=device, dtype=dtype)
         if result is not None:
             return energy, result, {}
         self._check_scale_for_training(X)
@@ -528,7 +674,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         stopped sliced score matching 0.35 nats short of the maximum-likelihood
         Gaussian; the likelihood of a Gaussian is exact and cheap.
         """
-        fresh = not (self.warm_start and hasattr(self, "energy_"))
+        fresh = not self._continues()
         if fresh and not isinstance(self.energy, torch.nn.Module):
             stats = _column_statistics(X)
             variance = np.maximum(stats["variance"], 1e-12 * stats["variance"].max())
@@ -537,7 +683,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
                 torch.as_tensor(stats["mean"], **like),
                 torch.diag(torch.as_tensor(1.0 / variance, **like)),
             )
-        if domain is not None or not self.early_stopping:
+        if domain is not None or not self._early_stopping():
             return {}
         perm = np.random.default_rng(seed).permutation(len(X))
         n_val = max(1, int(round(self.validation_fraction * len(X))))
@@ -591,6 +737,12 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             verbose=self.verbose,
         )
         options.update(overrides)
+        if self.__dict__.get("_streaming", False):
+            # partial_fit: one epoch over the batch, Adam's state carried over.
+            options.update(
+                max_iter=1, early_stopping=False, monitor=None,
+                optimizer_state=self._stream_so_far()["optimizer"],
+            )
         if options["max_iter"] == 0:
             # Zero epochs (cross-fitting chose the base alone): nothing to run.
             return TrainingResult(converged=True)
@@ -893,33 +1045,42 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         dtype = self._fit_dtype
         generator = make_generator(seed, device)
         energy = copy.deepcopy(self.energy_).to(device)
-        summary = self._fit_summary
+        x = self._draw(
+            energy, int(n_samples), rng=rng, generator=generator, device=device,
+            dtype=dtype,
+        )
+        return to_numpy(x.detach()).astype(numpy_dtype_for(dtype), copy=False)
+
+    def _draw(self, energy, n_samples, *, rng, generator, device, dtype):
+        """``n_samples`` draws of the fitted model, a tensor (see :meth:`sample`)."""
         if isinstance(energy, QuadraticEnergy) and self._sampling_constraint() is None:
             with torch.no_grad():
                 precision = energy.precision()
                 covariance = torch.linalg.inv(precision)
                 covariance = 0.5 * (covariance + covariance.T)
-                x = sample_gaussian(
-                    energy.mean, covariance, int(n_samples), generator=generator
+                return sample_gaussian(
+                    energy.mean, covariance, n_samples, generator=generator
                 )
-            return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
         x0 = self._chain_starts(
-            energy, int(n_samples), rng=rng, generator=generator, device=device,
+            energy, n_samples, rng=rng, generator=generator, device=device,
             dtype=dtype,
         )
-        scale = float(np.mean(np.diag(summary["covariance"])))
-        # Energies that cannot be differentiated in x (energy discrepancy
-        # trains them) are sampled without gradients.
+        return self._run_chains(energy, x0, self.n_sampling_steps, generator)
+
+    def _run_chains(self, energy, x0, n_steps, generator):
+        """``n_steps`` MALA steps from ``x0`` (random-walk Metropolis for an
+        energy without input gradients: energy discrepancy trains such ones)."""
+        scale = float(np.mean(np.diag(self._fit_summary["covariance"])))
         chain = mala if has_input_gradient(energy, x0) else random_walk_metropolis
         x, _, _ = chain(
             energy,
             x0,
-            n_steps=self.n_sampling_steps,
+            n_steps=n_steps,
             step_size=0.05 * scale,
             generator=generator,
             contains=self._sampling_constraint(),
         )
-        return to_numpy(x).astype(numpy_dtype_for(dtype), copy=False)
+        return x
 
     def _chain_starts(self, energy, n_samples, *, rng, generator, device, dtype):
         """Where :meth:`sample`'s MALA chains start (``sampling_init``)."""

@@ -203,7 +203,8 @@ class _BaseBinaryEnergyDensity(_BaseEnergyDensity):
         # unlike the continuous estimators, nothing is rejected here.
         input_dtype = _input_dtype(X)
         X = validate_data(
-            self, X, reset=True, dtype=[np.float64, np.float32], ensure_min_samples=2
+            self, X, reset=not self._stream_continues(),
+            dtype=[np.float64, np.float32], ensure_min_samples=2,
         )
         X, values = self._to_internal(X)
         # Read (and removed) by _data_summary within the same fit.

@@ -29,7 +29,7 @@ from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
 from .exceptions import CorrectionDiscardedWarning
 from .partition import PartitionEstimate, log_partition_ais, log_partition_importance
-from .samplers import importance_resample
+from .samplers import importance_resample, systematic_resample
 
 # Fewer validation rows than this: choose the epochs (and the base) by
 # cross-fitting over _N_CROSS_FIT_FOLDS folds instead of one split, so that no
@@ -47,6 +47,10 @@ _MONITOR_DRAWS = 4096
 CORRECTION_BOUND = 4.0
 # log Z_f by importance sampling from the base: first batch and limit.
 _IMPORTANCE_DRAWS = 16384
+# sample(): fewest base draws that are resampled, and the MALA steps between
+# two checks whether the repeated draws have separated.
+_MIN_RESAMPLING_CANDIDATES = 4096
+_SEPARATION_STEPS = 10
 _MAX_IMPORTANCE_DRAWS = 262144
 
 
@@ -250,9 +254,10 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         **train)`` trains one correction. Returns ``(base_fitted, correction,
         TrainingResult)``.
         """
-        if self.early_stopping and len(folds) > 1 and mixture is not None:
+        early_stopping = self._early_stopping()
+        if early_stopping and len(folds) > 1 and mixture is not None:
             return self._cross_fit(X, folds, mixture, fit_correction)
-        rows, val_rows = folds[0] if self.early_stopping else (np.arange(len(X)), None)
+        rows, val_rows = folds[0] if early_stopping else (np.arange(len(X)), None)
         if mixture is not None:
             base_fitted = fit_base(mixture, X[rows])
         correction, result = fit_correction(rows, val_rows, base_fitted, correction)
@@ -341,7 +346,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
 
     def _previous_fit(self, n_features):
         """``(base_, correction)`` to continue from under ``warm_start``."""
-        if not (self.warm_start and hasattr(self, "energy_")):
+        if not self._continues():
             return None
         energy = self.energy_
         if not isinstance(energy, BaseCorrectedEnergy):
@@ -407,6 +412,47 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         return estimate, method
 
     # -------------------------------------------------------------- sampling
+    def _draw(self, energy, n_samples, *, rng, generator, device, dtype):
+        """Draws of ``q exp(-f) / Z_f`` from its base, with as few MCMC steps as
+        the draws need.
+
+        A model whose correction was discarded is its base: exact draws. A
+        corrected one resamples ``max(4 n, 4096)`` draws of ``q`` by their
+        weights ``exp(-f)`` (systematic resampling): every draw that is a
+        distinct candidate is a draw of the model up to the resampling's
+        ``O(1 / ESS)`` error, with no chain at all; only candidates drawn more
+        than once get MALA steps, in blocks of 10, until each is apart from
+        every other row (at most ``n_sampling_steps``).
+        """
+        init = self.sampling_init
+        if not (isinstance(energy, BaseCorrectedEnergy) and init in ("auto", "base")):
+            return super()._draw(
+                energy, n_samples, rng=rng, generator=generator, device=device,
+                dtype=dtype,
+            )
+        contains = self._sampling_constraint()
+        with torch.no_grad():
+            if not energy.corrected and contains is None:
+                return energy.base.sample(n_samples, generator=generator)
+            x, repeated = _resample_base(
+                energy, n_samples, contains=contains, generator=generator
+            )
+        if not bool(repeated.any()) or self.n_sampling_steps == 0:
+            return x
+        return self._separate_repeats(energy, x, repeated, generator)
+
+    def _separate_repeats(self, energy, x, repeated, generator):
+        """MALA steps on the rows that repeat another row, until none does."""
+        steps = 0
+        while steps < self.n_sampling_steps:
+            block = min(_SEPARATION_STEPS, self.n_sampling_steps - steps)
+            x[repeated] = self._run_chains(energy, x[repeated], block, generator)
+            steps += block
+            repeated = _repeated_rows(x)
+            if not bool(repeated.any()):
+                break
+        return x
+
     def _chain_starts(self, energy, n_samples, *, rng, generator, device, dtype):
         init = self.sampling_init
         if isinstance(energy, BaseCorrectedEnergy) and init in ("auto", "base"):
@@ -448,6 +494,42 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
             device=device,
             dtype=dtype,
         )
+
+
+def _repeated_rows(x):
+    """True for every row equal to an earlier row."""
+    _, inverse = torch.unique(x, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), x.shape[0], device=x.device)
+    first = first.scatter_reduce(
+        0, inverse, torch.arange(x.shape[0], device=x.device), reduce="amin"
+    )
+    return first[inverse] != torch.arange(x.shape[0], device=x.device)
+
+
+def _resample_base(energy, n_samples, *, contains, generator):
+    """Sampling-importance-resampling of ``q exp(-f)`` from ``q``: the draws,
+    and which of them repeat an earlier one."""
+    n_candidates = max(4 * n_samples, _MIN_RESAMPLING_CANDIDATES)
+    candidates = energy.base.sample(n_candidates, generator=generator)
+    # exp(-E) / q = exp(-f): the base's density cancels in the weights.
+    log_w = -torch.cat(
+        [energy.correction(c) for c in candidates.split(EVAL_CHUNK_SIZE)]
+    )
+    if contains is not None:
+        log_w = torch.where(contains(candidates), log_w, -math.inf)
+    log_w = torch.nan_to_num(log_w, nan=-math.inf)
+    if not bool(torch.isfinite(log_w).any()):
+        raise ValueError(
+            "No draw of the base density has a positive weight: the base puts "
+            "no mass inside the domain."
+        )
+    index = systematic_resample(log_w, n_samples, generator=generator)
+    # Systematic resampling returns sorted indices: a repeat follows its first.
+    repeated = torch.zeros(n_samples, dtype=torch.bool, device=index.device)
+    repeated[1:] = index[1:] == index[:-1]
+    # Shuffled, so that neighbouring draws are not neighbouring candidates.
+    order = torch.randperm(n_samples, generator=generator, device=index.device)
+    return candidates[index[order]], repeated[order]
 
 
 class _BaseDomainDensity(_BaseContinuousDensity):

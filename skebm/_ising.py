@@ -304,6 +304,11 @@ class PseudoLikelihoodIsing(_BaseBinaryEnergyDensity):
         "max_iter": [Interval(Integral, 1, None, closed="left")],
     }
 
+    def _supports_partial_fit(self):
+        # The pseudo-likelihood solver (L-BFGS on all rows) has no minibatch
+        # form whose batches add up exactly; see the user guide.
+        return False
+
     def __init__(
         self,
         *,

@@ -38,6 +38,8 @@ class TrainingResult:
     best_iter: int = 0
     converged: bool = False
     best_loss: float = math.inf
+    # Adam's state_dict after training, for partial_fit to continue from.
+    optimizer_state: dict | None = None
     fit_time: float = 0.0
 
 
@@ -79,6 +81,7 @@ def train_minibatch(
     on_epoch_end=None,
     verbose=False,
     name="",
+    optimizer_state=None,
 ):
     """Fit ``energy`` in place by Adam on minibatches of the numpy array ``X``.
 
@@ -113,6 +116,9 @@ def train_minibatch(
         ``on_epoch_begin(epoch)`` before each epoch and ``on_epoch_end(epoch,
         energy, result) -> bool`` after it (and after its monitoring); a true
         return value stops training there, as convergence does.
+    optimizer_state : dict or None, default=None
+        An Adam ``state_dict`` to continue from (``partial_fit``); the
+        result's ``optimizer_state`` is the state after training.
 
     Returns
     -------
@@ -132,7 +138,7 @@ def train_minibatch(
         validation_fraction=validation_fraction, seed=seed, device=device,
         dtype=dtype, monitor=monitor, monitor_margin=monitor_margin,
         on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end, verbose=verbose,
-        name=name,
+        name=name, optimizer_state=optimizer_state,
     ).run()
 
 
@@ -165,7 +171,7 @@ class _MinibatchTraining:
         self, energy, objective, X, *, batch_size, learning_rate_init, alpha,
         max_iter, tol, n_iter_no_change, early_stopping, validation_fraction,
         seed, device, dtype, monitor, monitor_margin, on_epoch_begin,
-        on_epoch_end, verbose, name,
+        on_epoch_end, verbose, name, optimizer_state=None,
     ):
         self.energy, self.objective, self.X = energy, objective, X
         self.learning_rate_init, self.alpha = learning_rate_init, alpha
@@ -196,6 +202,9 @@ class _MinibatchTraining:
         if not self.params:
             raise ValueError("The energy module has no trainable parameters.")
         self.optimizer = torch.optim.Adam(self.params, lr=learning_rate_init)
+        if optimizer_state is not None:
+            # partial_fit: Adam's moments continue from the previous batch.
+            self.optimizer.load_state_dict(optimizer_state)
         self.result = TrainingResult()
         # One plus the absolute loss of the first batch: the scale of a blow-up.
         self.reference = None
@@ -217,6 +226,7 @@ class _MinibatchTraining:
             energy.load_state_dict(self.best_state)
         energy.eval()
         result.fit_time = time.perf_counter() - start_time
+        result.optimizer_state = self.optimizer.state_dict()
         return result
 
     def _start_monitoring(self):
