@@ -16,7 +16,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _persistence, _version
+from . import _persistence, _version, distributed
 from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
@@ -417,6 +417,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
 
     def _fit(self, X):
         X = self._check_fit_X(X)
+        distributed.check_fit(self, X)  # no-op outside data_parallel
         domain = self._check_domain(X)
         n_samples, n_features = X.shape
         device = resolve_device(self.device)
@@ -430,7 +431,8 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             dtype=dtype, task=task,
         )
         energy.eval()
-        summary = self._data_summary(X, rng)
+        distributed.check_agree(energy, self)
+        summary = self._data_summary(distributed.gathered(X), rng)
         deferred = self._defers_log_partition(n_features)
         if not deferred:
             log_z_task = task.subtask("log Z")
