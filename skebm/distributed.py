@@ -288,10 +288,10 @@ def check_fit(estimator, X):
     context = _ACTIVE.get()
     if context is None:
         return
-    from ._continuous import _BaseContinuousDensity
-
     name = type(estimator).__name__
-    if not isinstance(estimator, _BaseContinuousDensity):
+    # The continuous estimators (those with a base density to correct); named
+    # by their method, as importing their class here would be an import circle.
+    if not hasattr(estimator, "_corrects_base"):
         raise NotImplementedError(
             f"{name} does not train in data_parallel yet; only the continuous "
             "estimators do. Fit it in one process."
