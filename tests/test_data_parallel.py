@@ -221,3 +221,56 @@ def test_outside_the_context_nothing_is_gathered():
     X = _data()
     assert gathered(X) is X
     assert total_count(7) == 7
+
+
+def _fit_shard_on_dask(rank, world_size, address, X_local):
+    """A Dask task: join the process group at ``address``, fit this shard."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://{address}", rank=rank, world_size=world_size
+    )
+    try:
+        est = _score_matching(batch_size=len(X_local))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with data_parallel():
+                est.fit(X_local)
+        return est
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_one_process():
+    distributed = pytest.importorskip("distributed")
+    from urllib.parse import urlparse
+
+    X = _data()
+    with distributed.LocalCluster(
+        n_workers=WORLD_SIZE, threads_per_worker=1, processes=True,
+        dashboard_address=None,
+    ) as cluster, distributed.Client(cluster) as client:
+        workers = sorted(client.scheduler_info()["workers"])
+        # Rank 0's worker serves the process group's TCP store.
+        host = urlparse(workers[0]).hostname
+        port = client.submit(_free_port, workers=[workers[0]]).result()
+        futures = [
+            client.submit(
+                _fit_shard_on_dask, rank, WORLD_SIZE, f"{host}:{port}", shard,
+                workers=[worker], pure=False,
+            )
+            for rank, (worker, shard) in enumerate(
+                zip(workers, [X[:200], X[200:]], strict=True)
+            )
+        ]
+        first, second = client.gather(futures)
+    one = _score_matching(batch_size=len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one.fit(X)
+    np.testing.assert_array_equal(
+        first.score_samples(X[::7]), second.score_samples(X[::7])
+    )
+    np.testing.assert_allclose(
+        first.score_samples(X[::7]), one.score_samples(X[::7]), atol=1e-6
+    )
