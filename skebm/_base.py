@@ -17,7 +17,7 @@ from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _persistence, _version
+from . import _persistence, _version, distributed
 from ._callbacks import CallbackSupportMixin, Task
 from ._torch_utils import (
     EVAL_CHUNK_SIZE,
@@ -541,6 +541,7 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
         streaming = self.__dict__.get("_streaming", False)
         stream_continues = streaming and self._continues()
         X = self._check_fit_X(X)
+        distributed.check_fit(self, X)  # no-op outside data_parallel
         domain = self._check_domain(X)
         n_samples, n_features = X.shape
         device = resolve_device(self.device)
@@ -558,7 +559,8 @@ class _BaseEnergyDensity(CallbackSupportMixin, DensityMixin, BaseEstimator, ABC)
             dtype=dtype, task=task,
         )
         energy.eval()
-        summary = self._data_summary(X, rng)
+        distributed.check_agree(energy, self)
+        summary = self._data_summary(distributed.gathered(X), rng)
         stream = None
         if streaming:
             stream = self._next_stream_state(n_samples, result)

@@ -25,6 +25,7 @@ from ._base import _AIS_BASE_WIDENING, _BaseEnergyDensity
 from ._mixture_base import describe_base, fit_base, mixture_to_torch, select_base
 from ._torch_utils import EVAL_CHUNK_SIZE, as_tensor, make_generator
 from .base_densities import BaseCorrectedEnergy, GaussianMixtureBase
+from .distributed import total_count
 from .domains import Box, Domain, Orthant
 from .energies import LinearInParametersEnergy, MLPEnergy, QuadraticEnergy
 from .exceptions import CorrectionDiscardedWarning
@@ -139,7 +140,7 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         """``[(train, validation)]``: one split, or folds for small data."""
         perm = np.random.default_rng(seed).permutation(n_samples)
         n_val = max(1, int(round(self.validation_fraction * n_samples)))
-        if n_val >= _MIN_VALIDATION_ROWS:
+        if total_count(n_val) >= _MIN_VALIDATION_ROWS:  # all ranks' rows
             return [(np.sort(perm[n_val:]), np.sort(perm[:n_val]))]
         n_folds = min(_N_CROSS_FIT_FOLDS, n_samples)
         parts = np.array_split(perm, n_folds)
@@ -313,18 +314,20 @@ class _BaseContinuousDensity(_BaseEnergyDensity):
         then run on all the data. Zero epochs (the base alone) is a candidate.
         """
         curves, variances, converged = [], [], True
+        n_rows = total_count(len(X))  # all ranks' rows in data_parallel
         for train, val in folds:
             _, result = fit_correction(
                 train, val, fit_base(mixture, X[train]), None, task_name="cross-fit"
             )
             converged = converged and result.converged
-            curves.append(np.asarray(result.validation_score_curve) * len(val))
+            n_val = total_count(len(val))
+            curves.append(np.asarray(result.validation_score_curve) * n_val)
             variances.append(
-                (np.asarray(result.validation_gain_stderr) * len(val)) ** 2
+                (np.asarray(result.validation_gain_stderr) * n_val) ** 2
             )
         n_epochs = min(len(curve) for curve in curves)
-        scores = sum(curve[:n_epochs] for curve in curves) / len(X)
-        stderr = np.sqrt(sum(var[:n_epochs] for var in variances)) / len(X)
+        scores = sum(curve[:n_epochs] for curve in curves) / n_rows
+        stderr = np.sqrt(sum(var[:n_epochs] for var in variances)) / n_rows
         # The same rule as one split's: the lower confidence bound of the gain
         # over the base (epoch 0) decides, and the base wins unless beaten.
         bound = scores - scores[0] - self._MONITOR_MARGIN * stderr

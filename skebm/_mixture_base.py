@@ -24,6 +24,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
 from sklearn.model_selection import KFold
 
+from . import distributed
 from .base_densities import GaussianMixtureBase
 from .exceptions import DataResolutionWarning
 
@@ -118,7 +119,7 @@ def _warn_repeated_columns(repeated, floor):
         "dequantize such columns (add uniform noise of one rounding step) to "
         "compare its likelihood with other continuous models fairly.",
         DataResolutionWarning,
-        stacklevel=8,  # the caller of fit
+        stacklevel=9,  # the caller of fit (through select_base)
     )
 
 
@@ -343,7 +344,29 @@ def select_base(spec, X, *, seed, covariance_types=_COVARIANCE_TYPES, kernel=Tru
     -------
     base : unfitted base
         Fit it with :func:`fit_base`; its ``repr`` names it.
+
+    Notes
+    -----
+    Inside :func:`skebm.distributed.data_parallel`, the base is chosen by
+    rank 0 on the rows gathered from every rank, and sent to the others.
     """
+    parallel = distributed._active()
+    if parallel is not None:
+        return parallel.on_root(
+            _select_base,
+            spec,
+            distributed.gathered(X),
+            seed=seed,
+            covariance_types=covariance_types,
+            kernel=kernel,
+        )
+    return _select_base(
+        spec, X, seed=seed, covariance_types=covariance_types, kernel=kernel
+    )
+
+
+def _select_base(spec, X, *, seed, covariance_types, kernel):
+    """:func:`select_base` in one process."""
     if not isinstance(spec, str):
         return clone(spec)
     n_samples = X.shape[0]
@@ -402,8 +425,17 @@ def select_base(spec, X, *, seed, covariance_types=_COVARIANCE_TYPES, kernel=Tru
 def fit_base(base, X):
     """Fit ``base`` (from :func:`select_base`) to ``X``: a fitted mixture.
 
-    A singular fit is a clear ValueError.
+    A singular fit is a clear ValueError. Inside
+    :func:`skebm.distributed.data_parallel`, rank 0 fits it on the rows
+    gathered from every rank and sends it to the others.
     """
+    parallel = distributed._active()
+    if parallel is not None:
+        return parallel.on_root(_fit_base, base, distributed.gathered(X))
+    return _fit_base(base, X)
+
+
+def _fit_base(base, X):
     try:
         return _fit(base, X)
     except (ValueError, np.linalg.LinAlgError) as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import distributed
 from ._torch_utils import as_tensor
 
 
@@ -198,6 +199,8 @@ class _MinibatchTraining:
             self.val_generator = torch.Generator(device=device)
         self.n_train = len(self.indices)
         self.batch_size = min(batch_size, self.n_train)
+        # Inside skebm.distributed.data_parallel: the process group (else None).
+        self.parallel = distributed._active()
         self.params = [p for p in energy.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("The energy module has no trainable parameters.")
@@ -211,6 +214,24 @@ class _MinibatchTraining:
         # The parameters of the best epoch, restored at the end.
         self.best_state = None
         self.no_improvement = 0
+        if self.parallel is not None:
+            self._start_parallel()
+
+    def _start_parallel(self):
+        """Rank 0's initial parameters everywhere, and the rows of each step
+        summed over the ranks (the same number of steps on every rank)."""
+        parallel = self.parallel
+        parallel.broadcast_module(self.energy)
+        self.batch_size = max(self.batch_size, 1)
+        n_steps = math.ceil(self.n_train / self.batch_size)
+        n_steps = int(parallel.reduce_numbers([n_steps], "max")[0])
+        local = np.clip(
+            self.n_train - self.batch_size * np.arange(n_steps), 0, self.batch_size
+        )
+        self.step_rows = np.asarray(parallel.reduce_numbers(local.tolist()))
+        self.total_train = float(self.step_rows.sum())
+        if self.total_train == 0:
+            raise ValueError(f"{self.name}: no rank has training rows.")
 
     def run(self):
         """Train ``energy`` in place; the :class:`TrainingResult`."""
@@ -232,10 +253,8 @@ class _MinibatchTraining:
     def _start_monitoring(self):
         """Score the untrained energy (epoch 0) and keep its parameters."""
         result = self.result
-        self.initial_scores, _ = _checked_scores(
-            self.monitor, self.energy, 0, self.name
-        )
-        result.validation_score_curve.append(float(self.initial_scores.mean()))
+        self.initial_scores, _ = self._scores(0)
+        result.validation_score_curve.append(self._mean(self.initial_scores))
         result.validation_gain_stderr.append(0.0)
         # Minimized internally: minus the lower confidence bound of the gain
         # over epoch 0, which is 0 for epoch 0 itself.
@@ -247,7 +266,10 @@ class _MinibatchTraining:
         result = self.result
         if self.on_epoch_begin is not None:
             self.on_epoch_begin(epoch + 1)
-        epoch_loss = self._train_epoch()
+        if self.parallel is None:
+            epoch_loss = self._train_epoch()
+        else:
+            epoch_loss = self._train_epoch_parallel()
         self._check_finite(epoch, epoch_loss)
         result.loss_curve.append(epoch_loss)
         result.n_iter = epoch + 1
@@ -263,6 +285,10 @@ class _MinibatchTraining:
         stop = self.on_epoch_end is not None and self.on_epoch_end(
             epoch + 1, self.energy, result
         )
+        if self.parallel is not None:
+            # One rank's callback stops every rank (else the others would wait
+            # in the next epoch's first step).
+            stop = self.parallel.any(stop)
         if self.no_improvement >= self.n_iter_no_change or stop:
             result.converged = True
             if self.verbose:
@@ -292,6 +318,68 @@ class _MinibatchTraining:
             optimizer.step()
             epoch_sum = epoch_sum + loss.detach() * len(idx)
         return float(epoch_sum) / n_train
+
+    def _train_epoch_parallel(self):
+        """:meth:`_train_epoch` inside ``data_parallel``: each step's gradient
+        is the mean over every rank's rows of the step, the same on every rank;
+        the mean loss over every rank's pass."""
+        order = self.indices[self.rng.permutation(self.n_train)]
+        epoch_sum = 0.0
+        for step, rows in enumerate(self.step_rows):
+            start = step * self.batch_size
+            idx = np.sort(order[start : start + self.batch_size])
+            step_sum = self._parallel_step(idx, rows)
+            if self.reference is None:
+                self.reference = abs(step_sum / rows) + 1.0
+            epoch_sum += step_sum
+        return epoch_sum / self.total_train
+
+    def _parallel_step(self, idx, rows):
+        """One Adam step on this rank's ``X[idx]`` (maybe empty) of the step's
+        ``rows`` over all ranks; the step's loss summed over its rows."""
+        energy, params = self.energy, self.params
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), device=self.device, dtype=self.dtype)
+        if len(idx):
+            xb = as_tensor(self.X[idx], device=self.device, dtype=self.dtype)
+            loss = self.objective(energy, xb, generator=self.generator)
+            # Weighted by this rank's share of the step: the sum over the ranks
+            # is the gradient of the mean loss over all the step's rows.
+            (loss * (len(idx) / rows)).backward()
+            loss_sum = loss.detach() * len(idx)
+        # One all-reduce a step: the gradients, which of them exist, the loss.
+        flat = torch.cat(
+            [
+                torch.zeros(p.numel(), device=self.device, dtype=self.dtype)
+                if p.grad is None
+                else p.grad.reshape(-1).to(self.dtype)
+                for p in params
+            ]
+            + [
+                torch.tensor(
+                    [float(p.grad is not None) for p in params] + [0.0],
+                    device=self.device,
+                    dtype=self.dtype,
+                )
+            ]
+        )
+        flat[-1] = loss_sum
+        flat = self.parallel.all_reduce(flat)
+        offset = 0
+        for i, p in enumerate(params):
+            n = p.numel()
+            present = bool(flat[-1 - len(params) + i] > 0)
+            # A parameter no rank's loss reached keeps grad None, as in one
+            # process (Adam then leaves it and its moments alone).
+            grad = flat[offset : offset + n].view_as(p).to(p.dtype)
+            p.grad = grad if present else None
+            offset += n
+        if self.alpha > 0:
+            # The penalty's gradient, the same on every rank, added once.
+            penalty = self.alpha / (2.0 * self.total_train) * _l2_penalty(energy)
+            penalty.backward()
+        self.optimizer.step()
+        return float(flat[-1])
 
     def _check_finite(self, epoch, epoch_loss):
         """Raise :class:`NonFiniteLossError` if the epoch's loss is not finite
@@ -325,6 +413,12 @@ class _MinibatchTraining:
             dtype=self.dtype,
             generator=self.val_generator,
         )
+        if self.parallel is not None:
+            # The mean over every rank's held-out rows (a non-finite one
+            # included): every rank then decides the same.
+            n_val = len(self.val_indices)
+            total, count = self.parallel.reduce_numbers([monitored * n_val, n_val])
+            monitored = total / count
         if not math.isfinite(monitored):
             raise NonFiniteLossError(
                 f"{self.name} training diverged at epoch {epoch + 1}: the "
@@ -339,17 +433,50 @@ class _MinibatchTraining:
         0 (``monitor``)."""
         energy, result = self.energy, self.result
         energy.eval()
-        scores, offset_variance = _checked_scores(
-            self.monitor, energy, epoch + 1, self.name
-        )
+        scores, offset_variance = self._scores(epoch + 1)
         energy.train()
         gain = scores - self.initial_scores
-        n_val = gain.shape[0]
-        variance = float(gain.var()) / n_val if n_val > 1 else 0.0
+        if self.parallel is None:
+            n_val = gain.shape[0]
+            variance = float(gain.var()) / n_val if n_val > 1 else 0.0
+            mean_gain = float(gain.mean())
+        else:
+            mean_gain, variance = self._parallel_mean_variance(gain)
         stderr = math.sqrt(variance + offset_variance)
-        result.validation_score_curve.append(float(scores.mean()))
+        result.validation_score_curve.append(self._mean(scores))
         result.validation_gain_stderr.append(stderr)
-        return -(float(gain.mean()) - self.monitor_margin * stderr)
+        return -(mean_gain - self.monitor_margin * stderr)
+
+    def _scores(self, epoch):
+        """The monitor's validation scores and offset variance; raises if not
+        finite (on every rank inside ``data_parallel`` if so on any)."""
+        if self.parallel is None:
+            return _checked_scores(self.monitor, self.energy, epoch, self.name)
+        with torch.no_grad():
+            scores, offset_variance = self.monitor(self.energy)
+        scores = torch.as_tensor(scores).double()
+        finite = bool(torch.isfinite(scores).all()) and math.isfinite(
+            offset_variance
+        )
+        if self.parallel.any(not finite):
+            _raise_non_finite_scores(self.name, epoch)
+        return scores, float(offset_variance)
+
+    def _mean(self, scores):
+        """The mean of ``scores`` (over every rank's inside ``data_parallel``)."""
+        if self.parallel is None:
+            return float(scores.mean())
+        total, count = self.parallel.reduce_numbers([float(scores.sum()), len(scores)])
+        return total / count
+
+    def _parallel_mean_variance(self, gain):
+        """The mean of every rank's ``gain`` and the variance of that mean
+        (the unbiased variance of the gains over their number)."""
+        n_val = self.parallel.total(len(gain))
+        mean = self._mean(gain)
+        squares = self.parallel.reduce_numbers([float(((gain - mean) ** 2).sum())])[0]
+        variance = squares / (n_val - 1) / n_val if n_val > 1 else 0.0
+        return mean, variance
 
     def _track_best(self, epoch, monitored):
         """Count the epochs without improvement and keep the best one."""
@@ -399,9 +526,13 @@ def _checked_scores(monitor, energy, epoch, name):
         scores, offset_variance = monitor(energy)
     scores = torch.as_tensor(scores).double()
     if not bool(torch.isfinite(scores).all()) or not math.isfinite(offset_variance):
-        raise NonFiniteLossError(
-            f"{name} training diverged at epoch {epoch}: the validation "
-            "log-likelihood is not finite. Try a smaller learning_rate_init or "
-            "standardize the data."
-        )
+        _raise_non_finite_scores(name, epoch)
     return scores, float(offset_variance)
+
+
+def _raise_non_finite_scores(name, epoch):
+    raise NonFiniteLossError(
+        f"{name} training diverged at epoch {epoch}: the validation "
+        "log-likelihood is not finite. Try a smaller learning_rate_init or "
+        "standardize the data."
+    )

@@ -65,6 +65,8 @@ def _doctest_script(page):
 NOT_STANDALONE = {
     # a module file of the reader's own, then its use on a fitted ``est``
     "persistence.rst": "run by tests/test_io.py",
+    # needs a torch.distributed process group or a Dask scheduler
+    "distributed.rst": "run by tests/test_data_parallel.py",
 }
 
 
