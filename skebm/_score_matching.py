@@ -172,7 +172,10 @@ class ScoreMatchingDensity(_BaseDomainDensity):
         Annealing temperatures (one MALA step each); more reduce the bias.
     n_sampling_steps : int, default=100
         MALA steps run by :meth:`sample` for non-Gaussian energies, after
-        the chains' starts (see ``sampling_init``).
+        the chains' starts (see ``sampling_init``). From a base (``"auto"``,
+        ``"base"``), at most this many, and only on the draws the resampling
+        repeated, until they are apart: a model whose correction was
+        discarded is its base, drawn exactly with no step.
     sampling_init : {"auto", "base", "data", "noise"}, default="auto"
         Where :meth:`sample`'s MALA chains start. ``"base"``: draws from the
         base density resampled by their importance weights ``exp(-f)``, so
@@ -580,7 +583,10 @@ class SlicedScoreMatchingDensity(_BaseDomainDensity):
         Annealing temperatures (one MALA step each); more reduce the bias.
     n_sampling_steps : int, default=100
         MALA steps run by :meth:`sample` for non-Gaussian energies, after
-        the chains' starts (see ``sampling_init``).
+        the chains' starts (see ``sampling_init``). From a base (``"auto"``,
+        ``"base"``), at most this many, and only on the draws the resampling
+        repeated, until they are apart: a model whose correction was
+        discarded is its base, drawn exactly with no step.
     sampling_init : {"auto", "base", "data", "noise"}, default="auto"
         Where :meth:`sample`'s MALA chains start. ``"base"``: draws from the
         base density resampled by their importance weights ``exp(-f)``, so

@@ -67,6 +67,8 @@ NOT_STANDALONE = {
     "persistence.rst": "run by tests/test_io.py",
     # needs a torch.distributed process group or a Dask scheduler
     "distributed.rst": "run by tests/test_data_parallel.py",
+    # a million-row Dask array: tests/test_streaming.py runs Incremental smaller
+    "scale.rst": "run by tests/test_streaming.py",
 }
 
 
